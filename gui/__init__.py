@@ -1,0 +1,1 @@
+"""Qt only: main window, workbenches, viewers, linking, workers."""

@@ -1,0 +1,47 @@
+"""Start the GUI, or render it offscreen to a PNG (``--screenshot``)."""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def run_gui(screenshot: str | None = None, workbench: str = "tumor") -> int:
+    if screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Inversion Workbench")
+    window = MainWindow(show_dialogs=not screenshot)
+    window.tabs.setCurrentWidget(window.workbenches[workbench])
+    for wb in window.workbenches.values():
+        wb.load_demo()
+    window.show()
+    if screenshot:
+        return save_screenshot(window, screenshot)
+    return app.exec()
+
+
+def save_screenshot(window, path: str) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(5):
+        QApplication.processEvents()
+    window.jobs.wait(120000)  # demo loads that run as jobs finish first
+    for _ in range(5):
+        QApplication.processEvents()
+    image = window.grab().toImage()
+
+    def write_png(tmp: str) -> None:
+        if not image.save(tmp, "PNG"):
+            raise OSError(f"could not write the screenshot '{path}'")
+
+    from db.atomic import write_with
+
+    write_with(path, write_png)
+    print(path)
+    return 0

@@ -1,0 +1,218 @@
+"""Main window: three workbenches as tabs, File/Help menus, status readout, one job bar."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QPushButton, QTabWidget)
+
+from engine.jobs import format_duration
+from gui.workbenches.sequence import SequenceWorkbench
+from gui.workbenches.tumor import TumorWorkbench
+from gui.workbenches.video import VideoWorkbench
+from gui.workers import JobThread
+
+NIFTI_FILTER = "NIfTI images (*.nii *.nii.gz);;All files (*)"
+
+
+class JobRunner(QObject):
+    """Runs one job at a time in a worker thread and drives the window's progress bar.
+
+    ``start(title, fn, *args, on_done=..., on_failed=..., on_cancelled=..., **kwargs)``;
+    ``fn`` follows the engine's job protocol (``progress=``, ``cancel=`` keywords).
+    """
+
+    started = Signal(str)
+    progressed = Signal(float, str)
+    ended = Signal()
+    failed = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.current: JobThread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    def start(self, title, fn, *args, on_done=None, on_failed=None, on_cancelled=None,
+              **kwargs) -> JobThread | None:
+        if self.current is not None:
+            self.failed.emit(f"'{self.current.title}' is still running; wait for it or cancel it.")
+            return None
+        job = JobThread(title, fn, *args, **kwargs)
+        job.progressed.connect(
+            lambda f, m, eta: self.progressed.emit(f, f"{title}: {m}  (ETA {format_duration(eta)})"))
+        if on_done:
+            job.succeeded.connect(on_done)
+        job.failed.connect(on_failed or self.failed.emit)
+        if on_cancelled:
+            job.cancelled.connect(on_cancelled)
+        job.finished.connect(self._on_thread_finished)
+        self.current = job
+        self.started.emit(title)
+        job.start()
+        return job
+
+    def cancel(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+
+    def wait(self, ms: int = 60000) -> bool:
+        return self.current.wait(ms) if self.current is not None else True
+
+    def _on_thread_finished(self) -> None:
+        job, self.current = self.current, None
+        if job is not None:
+            job.deleteLater()
+        self.ended.emit()
+
+
+class MainWindow(QMainWindow):
+    error_shown = Signal(str)  # the text of every error dialog (tests listen to it)
+
+    def __init__(self, show_dialogs: bool = True):
+        super().__init__()
+        self.setWindowTitle("Inversion Workbench")
+        self.resize(1400, 900)
+        self.show_dialogs = show_dialogs
+        self.jobs = JobRunner(self)
+        self.tabs = QTabWidget()
+        self.workbenches = {"tumor": TumorWorkbench(self.jobs), "sequence": SequenceWorkbench(self.jobs),
+                            "video": VideoWorkbench(self.jobs)}
+        for wb in self.workbenches.values():
+            self.tabs.addTab(wb, wb.title)
+            wb.readout.connect(self._set_readout)
+            wb.error.connect(self.show_error)
+        self.setCentralWidget(self.tabs)
+        self._build_status_bar()
+        self._build_menus()
+        self.jobs.failed.connect(self.show_error)
+
+    # status bar: readout + one progress bar with Cancel
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.readout_label = QLabel("")
+        self.readout_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        bar.addWidget(self.readout_label, 1)
+        self.job_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setFixedWidth(220)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.jobs.cancel)
+        for w in (self.job_label, self.progress_bar, self.cancel_button):
+            bar.addPermanentWidget(w)
+        self._set_job_idle()
+        self.jobs.started.connect(self._on_job_started)
+        self.jobs.progressed.connect(self._on_job_progress)
+        self.jobs.ended.connect(self._set_job_idle)
+
+    def _on_job_started(self, title: str) -> None:
+        self.job_label.setText(title)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setEnabled(True)
+        self.cancel_button.setEnabled(True)
+
+    def _on_job_progress(self, fraction: float, message: str) -> None:
+        self.progress_bar.setValue(int(round(1000 * fraction)))
+        self.job_label.setText(message[:80])
+
+    def _set_job_idle(self) -> None:
+        self.job_label.setText("")
+        self.progress_bar.setValue(0)
+        self.progress_bar.setEnabled(False)
+        self.cancel_button.setEnabled(False)
+
+    def _set_readout(self, text: str) -> None:
+        self.readout_label.setText(text)
+
+    # menus
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        for text, kind, shortcut in (("Open &scan...", "scan", QKeySequence.Open),
+                                     ("Open s&egmentation...", "segmentation", None)):
+            act = QAction(text, self)
+            if shortcut:
+                act.setShortcut(shortcut)
+            act.triggered.connect(lambda _=False, k=kind: self.open_dialog(k))
+            file_menu.addAction(act)
+        self.recent_menu = file_menu.addMenu("&Recent files")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        export = QAction("&Export...", self)
+        export.setShortcut("Ctrl+E")
+        export.triggered.connect(lambda: self.tabs.currentWidget().export())
+        file_menu.addAction(export)
+        file_menu.addSeparator()
+        quit_act = QAction("&Quit", self)
+        quit_act.setShortcut(QKeySequence.Quit)
+        quit_act.triggered.connect(self.close)
+        file_menu.addAction(quit_act)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def open_dialog(self, kind: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Open {kind}", "", NIFTI_FILTER)
+        if path:
+            self.open_paths([path], kind)
+
+    def open_paths(self, paths: list[str], kind: str) -> None:
+        self.tabs.setCurrentWidget(self.workbenches["tumor"])
+        self.workbenches["tumor"].open_paths(paths, kind)
+        try:
+            from db.store import Store
+
+            with Store() as store:
+                for p in paths:
+                    store.add_recent(p, kind)
+        except Exception:  # the recent list is a convenience; never block opening a file
+            pass
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        try:
+            from db.store import Store
+
+            with Store() as store:
+                items = store.recent()
+        except Exception:
+            items = []
+        if not items:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for path, kind in items:
+            act = self.recent_menu.addAction(f"{Path(path).name}  [{kind}]")
+            act.setToolTip(path)
+            act.triggered.connect(lambda _=False, p=path, k=kind: self.open_paths([p], k))
+
+    def versions_text(self) -> str:
+        import PySide6
+        from PySide6.QtCore import qVersion
+
+        from engine import __version__
+        from engine._faiss import faiss
+        from engine._torch import torch
+
+        return (f"Inversion Workbench {__version__}\n\nQt {qVersion()} (PySide6 "
+                f"{PySide6.__version__})\ntorch {torch.__version__}\nfaiss {faiss.__version__}")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Inversion Workbench", self.versions_text())
+
+    def show_error(self, text: str) -> None:
+        """One sentence in a dialog; never a traceback."""
+        self.error_shown.emit(text)
+        self.statusBar().showMessage(text, 10000)
+        if self.show_dialogs:
+            box = QMessageBox(QMessageBox.Warning, "Problem", text, QMessageBox.Ok, self)
+            box.setAttribute(Qt.WA_DeleteOnClose)
+            box.open()
+
+    def closeEvent(self, event) -> None:
+        self.jobs.cancel()
+        self.jobs.wait(5000)
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""The three workbenches shown as tabs in the main window."""
