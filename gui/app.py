@@ -8,12 +8,10 @@ import sys
 def run_gui(screenshot: str | None = None, workbench: str = "tumor") -> int:
     if screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow
 
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Inversion Workbench")
     window = MainWindow(show_dialogs=not screenshot)
