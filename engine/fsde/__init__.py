@@ -1,0 +1,1 @@
+"""Fractional SDEs (Daems et al. 2024): MA-fBM, latent fractional SDE, video model."""

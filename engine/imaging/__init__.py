@@ -1,0 +1,1 @@
+"""NIfTI loading, validation, orientation, resampling, label maps."""

@@ -1,0 +1,1 @@
+"""Fisher-Kolmogorov tumor growth: anatomy, forward solver, database, inverse."""

@@ -1,0 +1,1 @@
+"""Workbench viewers: linked orthogonal MRI views, time-series plots, frame views."""
