@@ -82,10 +82,12 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.workbenches = {"tumor": TumorWorkbench(self.jobs), "sequence": SequenceWorkbench(self.jobs),
                             "video": VideoWorkbench(self.jobs)}
-        for wb in self.workbenches.values():
+        self._readouts: dict[str, str] = {}
+        for name, wb in self.workbenches.items():
             self.tabs.addTab(wb, wb.title)
-            wb.readout.connect(self._set_readout)
+            wb.readout.connect(lambda text, n=name: self._set_readout(n, text))
             wb.error.connect(self.show_error)
+        self.tabs.currentChanged.connect(lambda _: self._show_current_readout())
         self.setCentralWidget(self.tabs)
         self._build_status_bar()
         self._build_menus()
@@ -126,8 +128,13 @@ class MainWindow(QMainWindow):
         self.progress_bar.setEnabled(False)
         self.cancel_button.setEnabled(False)
 
-    def _set_readout(self, text: str) -> None:
-        self.readout_label.setText(text)
+    def _set_readout(self, workbench: str, text: str) -> None:
+        self._readouts[workbench] = text
+        self._show_current_readout()
+
+    def _show_current_readout(self) -> None:
+        current = next(n for n, wb in self.workbenches.items() if wb is self.tabs.currentWidget())
+        self.readout_label.setText(self._readouts.get(current, ""))
 
     # menus
     def _build_menus(self) -> None:

@@ -62,3 +62,12 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         pass
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]  # no temp file left
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    write_json(tmp_path / "a.json", {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask

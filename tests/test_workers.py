@@ -69,3 +69,32 @@ def test_about_lists_versions(qtbot):
     qtbot.addWidget(win)
     text = win.versions_text()
     assert "Qt 6" in text and "torch 2.13" in text and "faiss" in text
+
+
+def test_signal_emit_keeps_bool_refcount():
+    """PySide6 6.12.0 dropped a reference to True on every emit until Python aborted."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        ping = Signal()
+
+    e = Emitter()
+    before = sys.getrefcount(True)
+    for _ in range(100):
+        e.ping.emit()
+    assert sys.getrefcount(True) - before > -50
+
+
+def test_status_bar_shows_only_current_workbench_readout(qtbot):
+    from gui.main_window import MainWindow
+
+    win = MainWindow(show_dialogs=False)
+    qtbot.addWidget(win)
+    win.tabs.setCurrentWidget(win.workbenches["tumor"])
+    win.workbenches["video"].readout.emit("frame 3")
+    win.workbenches["tumor"].readout.emit("IJK 1 2 3")
+    assert win.readout_label.text() == "IJK 1 2 3"
+    win.tabs.setCurrentWidget(win.workbenches["video"])
+    assert win.readout_label.text() == "frame 3"
