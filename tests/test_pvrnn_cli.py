@@ -1,0 +1,92 @@
+"""`main.py pvrnn train|predict` end to end, and bad input -> one sentence, exit code 2."""
+import numpy as np
+import pytest
+from conftest import run_main
+
+TINY = """seed = 2
+epochs = 15
+lr = 0.01
+beta = 0.001
+[[layers]]
+d = 6
+z = 1
+tau = 2.0
+w = 0.01
+[er]
+window = 4
+iterations = 3
+lr = 0.1
+horizon = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pvrnn")
+    (d / "tiny.toml").write_text(TINY)
+    rows = ["x,y"] + [f"{np.sin(t / 3):.4f},{np.cos(t / 3):.4f}" for t in range(12)] + [""] + \
+        [f"{np.sin(t / 2):.4f},{np.cos(t / 4):.4f}" for t in range(9)]
+    (d / "data.csv").write_text("\n".join(rows) + "\n")
+    r = run_main("pvrnn", "train", "--data", d / "data.csv", "--out", d / "m.pt",
+                 "--config", d / "tiny.toml")
+    assert r.returncode == 0, r.stderr
+    assert "epoch 15/15" in r.stderr and "KL" in r.stderr
+    return d
+
+
+def test_train_writes_a_weights_only_model_and_predict_writes_npz(trained):
+    from engine._torch import torch
+
+    ck = torch.load(trained / "m.pt", weights_only=True)
+    assert ck["finished"] and ck["epoch"] == 15 and ck["scale_lo"].shape == (2,)
+    r = run_main("pvrnn", "predict", "--model", trained / "m.pt", "--data",
+                 trained / "data.csv", "--out", trained / "pred.npz", "--horizon", "4")
+    assert r.returncode == 0, r.stderr
+    with np.load(trained / "pred.npz") as z:
+        obs, pred, kl, lat = z["observed"], z["predictions"], z["kl"], z["latency_ms"]
+        assert obs.shape == (2, 12, 2) and pred.shape == (2, 12, 4, 2)
+        assert kl.shape == (2, 12, 1) and lat.shape == (2, 12)
+        assert z["reconstruction"].shape == (2, 12, 4, 2)
+    assert np.isfinite(pred[0, 7, 3]).all() and np.isnan(pred[0, 8, 3]).all()  # 8+3+1 = 12
+    assert np.isnan(pred[1, 9:]).all() and np.isnan(obs[1, 9:]).all()  # ragged second sequence
+    assert np.isfinite(lat[0]).all() and (lat[0] > 0).all() and np.isnan(lat[1, 9:]).all()
+    # rerunning a finished training is a no-op that keeps the file
+    r = run_main("pvrnn", "train", "--data", trained / "data.csv", "--out", trained / "m.pt",
+                 "--config", trained / "tiny.toml")
+    assert r.returncode == 0 and "already trained" in r.stderr
+
+
+def _bad(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_bad_training_data(tmp_path, trained):
+    x = np.ones((2, 5, 2))
+    x[0, 1, 0] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    np.save(tmp_path / "rank.npy", np.ones((5, 2)))
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("1,2\n3,4\n5\n")
+    for name, word in (("nan.npy", "NaN"), ("rank.npy", "3 axes"), ("empty.csv", "no data"),
+                       ("ragged.csv", "line 3")):
+        r = run_main("pvrnn", "train", "--data", tmp_path / name, "--out", tmp_path / "m.pt",
+                     "--config", trained / "tiny.toml")
+        _bad(r, name, word)
+        assert not (tmp_path / "m.pt").exists()
+
+
+def test_mismatched_dimension_at_predict_time(tmp_path, trained):
+    np.save(tmp_path / "three.npy", np.zeros((1, 6, 3)))
+    r = run_main("pvrnn", "predict", "--model", trained / "m.pt", "--data",
+                 tmp_path / "three.npy", "--out", tmp_path / "p.npz")
+    _bad(r, "three.npy", "3 dimensions", "2")
+    assert not (tmp_path / "p.npz").exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    r = run_main("pvrnn", "predict", "--model", tmp_path / "junk.pt", "--data",
+                 tmp_path / "three.npy", "--out", tmp_path / "p.npz")
+    _bad(r, "junk.pt")
