@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The demo tumor database is built on first use (about 2 minutes on 2 cores); an interrupted
+# build resumes, and a complete one is a no-op.
 run: $(STAMP)
+	$(BIN)/python main.py tumor build-db --preset demo --db "$$($(BIN)/python -c \
+		'from engine.tumor.database import default_db_dir; print(default_db_dir("demo"))')"
 	$(BIN)/python main.py
 
 test: $(STAMP)

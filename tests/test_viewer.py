@@ -196,6 +196,8 @@ def test_workbench_opens_scan_and_segmentation_in_jobs(qtbot, tmp_path):
     qtbot.addWidget(wb)
     wb.load_demo()
     assert wb.scan is not None and wb.scan.shape == (197, 233, 189)
+    qtbot.waitUntil(lambda: not runner.busy, timeout=30000)  # the demo segmentation's job
+    assert wb.seg is not None
     with qtbot.waitSignal(wb.scan_loaded, timeout=10000):
         wb.open_paths([str(path)], "scan")
     qtbot.waitUntil(lambda: not runner.busy)  # one job at a time

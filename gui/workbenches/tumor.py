@@ -22,6 +22,7 @@ from gui.workbenches.base import Workbench
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SCAN = ROOT / "resources" / "mni152" / "mni152_t1_1mm.nii.gz"
+DEMO_SEG = ROOT / "resources" / "demo_tumor" / "demo_seg.nii.gz"
 SEG_OVERLAY = "segmentation"
 
 
@@ -75,6 +76,15 @@ class TumorWorkbench(Workbench):
         self.panels.setMinimumWidth(280)
         self.display_panel = DisplayPanel(self.viewer)
         self.add_panel("Display", self.display_panel)
+        from gui.workbenches.tumor_db_panel import DatabasePanel
+        from gui.workbenches.tumor_fit_panel import PersonalizePanel
+
+        self.database_panel = DatabasePanel(self)
+        self.personalize_panel = PersonalizePanel(self)
+        self.add_panel("Database", self.database_panel)
+        self.add_panel("Personalize", self.personalize_panel)
+        self.database_panel.database_changed.connect(
+            lambda db: self.personalize_panel.set_database(db.root))
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.viewer)
         splitter.addWidget(self.panels)
@@ -92,7 +102,8 @@ class TumorWorkbench(Workbench):
 
     # loading ------------------------------------------------------------------------------
     def load_demo(self) -> None:
-        """Show the bundled MNI152 T1 when no scan is open (26 ms to load: done inline)."""
+        """Show the bundled MNI152 T1 (26 ms: inline) with the bundled demo segmentation (a job),
+        and the demo tumor database when one has been built."""
         if self.scan is not None:
             return
         from engine.imaging import load_volume
@@ -102,6 +113,12 @@ class TumorWorkbench(Workbench):
             self.show_scan(load_volume(DEMO_SCAN, "scan"))
         except InputError as err:
             self.error.emit(str(err))
+            return
+        self.open_paths([str(DEMO_SEG)], "segmentation")
+        from engine.tumor.database import default_db_dir
+
+        if (default_db_dir("demo") / "manifest.json").is_file():  # built by `make run`
+            self.database_panel.open_database(default_db_dir("demo"))
 
     def open_paths(self, paths: list[str], kind: str) -> None:
         if not paths:

@@ -1,0 +1,318 @@
+"""Fisher-Kolmogorov tumor growth on the MNI grid: explicit finite volumes, batched in torch.
+
+Dimensionless model (tau = rho t, lambda = sqrt(Dw / rho)):
+
+    du/dtau = div(lambda^2 m(x) grad u) + r u (1 - u),      r = 1 (0 for pure diffusion)
+
+with m = wm + gm / 10 inside the brain and 0 outside. Finite volumes on the regular grid of
+spacing h: the flux through the face between voxels p and q is
+lambda^2 m_pq (u_q - u_p) / h^2 with the ARITHMETIC mean m_pq = (m_p + m_q) / 2 when both voxels
+are brain, and 0 when either is CSF/background (no flux into CSF, none through the grid edge).
+Fluxes are antisymmetric, so with r = 0 the total mass is conserved to round-off.
+
+Time stepping: SSP-RK2 (Heun; a convex combination of two forward-Euler steps), per member b
+    dtau_b = min(DT_CAP, SAFETY / (6 lambda_b^2 m_max / h^2 + 1))
+which implies the design's bounds dtau <= h^2 / (6 lambda^2 m_max) and dtau <= 0.5 with the
+safety factor, and keeps u in [0, 1] (discrete maximum principle of each Euler stage:
+dtau * (sum of face weights + 1) <= SAFETY < 1). Forward Euler at the same step moved fronts
+up to 17 % too slowly (its error is O(dtau) at the reaction scale); SSP-RK2 with DT_CAP = 0.1
+is within 0.5 % of the converged front speed. Each member steps with its OWN dtau, shortened
+so that every requested snapshot tau is hit exactly; within a batch the loop runs the largest
+step count and members that are done take steps of size 0 (exactly no change). So a batch
+of B runs gives the same numbers as B single runs; grouping runs of similar lambda keeps the
+wasted steps small.
+
+Implementation: the state is kept on the brain voxels only, (n_brain, B), and the diffusion
+operator is one sparse CSR matrix applied to all B columns (torch SpMM, CPU or CUDA).
+``simulate_numpy`` is a plain numpy version of the same scheme on the full grid (reference).
+
+Resolution limit: the explicit scheme on a grid of spacing h moves a pulled front at the
+lattice speed, ~2 lambda when lambda >~ h / 2 but ~h / ln(h^2 / lambda^2) (faster than
+2 lambda, axis-aligned) when lambda << h. See docs/tumor_database.md for the measured ratios;
+the database presets clamp lambda from below at ``min_lambda_mm(h)``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from engine._torch import device as pick_device
+from engine._torch import torch
+
+SAFETY = 0.9     # fraction of the stability / positivity bound actually used
+DT_CAP = 0.1     # accuracy cap on dtau (design bound: 0.5); halving it moves fronts < 0.4 %
+SEED_SIGMA_VOX = 1.0
+SMALL_WORK = 1_000_000   # n_brain * B below which the CPU loop runs on one thread
+
+
+def min_lambda_mm(spacing_mm: float) -> float:
+    """Smallest lambda whose front the grid resolves within ~10 % (measured, see docs)."""
+    return 0.5 * float(spacing_mm)
+
+
+def time_step(lambda_mm, spacing_mm: float, m_max: float = 1.0, dt_factor: float = 1.0):
+    """Stable dtau for each lambda (array-like, mm) on a grid of spacing_mm (``dt_factor`` < 1
+    takes smaller steps, for convergence checks)."""
+    c = (np.asarray(lambda_mm, dtype=np.float64) / spacing_mm) ** 2
+    return dt_factor * np.minimum(DT_CAP, SAFETY / (6.0 * c * m_max + 1.0))
+
+
+def seed(anatomy, origin_vox, sigma_vox: float = SEED_SIGMA_VOX) -> np.ndarray:
+    """Gaussian seeds (B, X, Y, Z) float32, peak 1 at origin_vox (B, 3), zero outside the brain."""
+    origin = np.atleast_2d(np.asarray(origin_vox, dtype=np.float64))
+    grids = [np.arange(n, dtype=np.float64) for n in anatomy.shape]
+    out = np.empty((len(origin),) + anatomy.shape, dtype=np.float32)
+    for b, o in enumerate(origin):
+        g = [np.exp(-(x - c) ** 2 / (2 * sigma_vox ** 2)) for x, c in zip(grids, o)]
+        out[b] = g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :]
+    out *= anatomy.brain
+    return out
+
+
+def _face_weights(anatomy, dev):
+    """Face diffusivities m_pq on the x, y, z faces (X-1, Y, Z), (X, Y-1, Z), (X, Y, Z-1)."""
+    m = anatomy.m.astype(np.float32)
+    b = anatomy.brain
+    out = []
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax] = slice(0, -1)
+        hi[ax] = slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        w = 0.5 * (m[lo] + m[hi]) * (b[lo] & b[hi])
+        out.append(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(dev))
+    return out
+
+
+def _flat_stencil(anatomy):
+    """The same face weights on the zero-padded grid (X+2, Y+2, Z+2), flattened: for the flat
+    range [lo, hi) that covers every interior voxel, the weights (6 of (L,)) towards the
+    neighbours at the flat ``offsets`` and the centre weight -sum (L,). Pad voxels and faces
+    touching non-brain voxels get weight 0, so u stays 0 there."""
+    X, Y, Z = anatomy.shape
+    mp = np.pad(anatomy.m.astype(np.float32), 1).ravel()
+    bp = np.pad(anatomy.brain, 1).ravel()
+    sx, sy = (Y + 2) * (Z + 2), Z + 2
+    lo = sx + sy + 1
+    hi = mp.size - lo
+    p = np.arange(lo, hi)
+    offsets = (sx, -sx, sy, -sy, 1, -1)
+    w_n = [(np.float32(0.5) * (mp[p] + mp[p + o]) * (bp[p] & bp[p + o])).astype(np.float32)
+           for o in offsets]
+    w_c = -np.sum(w_n, axis=0, dtype=np.float32)
+    return offsets, w_n, w_c.astype(np.float32), lo, hi
+
+
+def _schedule(lambda_mm, taus, spacing_mm, m_max, dt_factor):
+    """Per member and interval: step counts n (B, S) and step sizes dt (B, S)."""
+    B = len(lambda_mm)
+    taus = np.asarray(taus, dtype=np.float64)
+    if taus.ndim == 1:
+        taus = np.broadcast_to(taus, (B, taus.size))
+    if taus.shape[0] != B:
+        raise ValueError(f"taus {taus.shape} do not match {B} simulations")
+    if np.any(taus < 0) or np.any(np.diff(taus, axis=1) < 0):
+        raise ValueError("taus must be >= 0 and increasing")
+    delta = np.diff(np.concatenate([np.zeros((B, 1)), taus], axis=1), axis=1)
+    dt = time_step(lambda_mm, spacing_mm, m_max, dt_factor)[:, None]
+    n = np.ceil(delta / dt - 1e-9).astype(np.int64)
+    step = np.where(n > 0, delta / np.maximum(n, 1), 0.0)
+    return n, step
+
+
+def diffusion_matrix(anatomy) -> "sp.csr_matrix":
+    """(n_brain, n_brain) float32 CSR operator h^2 div(m grad .) over the brain voxels in
+    np.flatnonzero(brain.ravel()) order: off-diagonal m_pq for brain-brain faces, diagonal
+    -sum_q m_pq. Symmetric with zero row/column sums (mass conservation)."""
+    import scipy.sparse as sp
+
+    offsets, w_n, w_c, lo, hi = _flat_stencil(anatomy)
+    bp = np.pad(anatomy.brain, 1).ravel()
+    p = np.arange(lo, hi)[bp[lo:hi]]                 # padded flat index of brain voxels
+    n = len(p)
+    pos = np.full(bp.size, -1, dtype=np.int64)
+    pos[p] = np.arange(n)
+    rows, cols, vals = [np.arange(n)], [np.arange(n)], [w_c[p - lo]]
+    for o, w in zip(offsets, w_n):
+        ww = w[p - lo]
+        ok = ww != 0
+        rows.append(np.arange(n)[ok])
+        cols.append(pos[p[ok] + o])
+        vals.append(ww[ok])
+    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n), dtype=np.float32)
+    A.sort_indices()
+    return A
+
+
+def integrate(anatomy, lambda_mm, origin_vox, taus, on_snapshot, *, reaction: float = 1.0,
+              device=None, progress=None, cancel=None, dt_factor: float = 1.0,
+              u0: np.ndarray | None = None, compact: bool = False) -> None:
+    """Run B simulations and call ``on_snapshot(s, u)`` at each tau[:, s]: u is a (B, X, Y, Z)
+    float32 torch tensor, or with ``compact`` a (B, n_brain) view over the brain voxels in
+    np.flatnonzero(brain.ravel()) order (do not modify it). ``taus`` is (S,) or (B, S),
+    increasing. ``on_snapshot`` may return a bool array (B,): members marked True stop (frozen)
+    from then on; the loop ends when all have stopped. ``reaction`` scales u (1 - u).
+
+    The state lives on the brain voxels only, as (n_brain, B) columns; the diffusion operator
+    is a sparse CSR matrix (7 entries a row) applied to all B columns at once (SpMM)."""
+    dev = pick_device(device) if not isinstance(device, torch.device) else device
+    lam = np.atleast_1d(np.asarray(lambda_mm, dtype=np.float64))
+    B = lam.size
+    if np.any(lam <= 0):
+        raise ValueError("lambda_mm must be positive")
+    if not anatomy.brain.any():
+        raise ValueError("the anatomy has no brain voxels")
+    m_max = float(anatomy.m.max())
+    n, step = _schedule(lam, taus, anatomy.spacing_mm, m_max, dt_factor)
+    A = diffusion_matrix(anatomy)
+    with warnings.catch_warnings():     # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        A_t = torch.sparse_csr_tensor(torch.from_numpy(A.indptr.astype(np.int32)),
+                                      torch.from_numpy(A.indices.astype(np.int32)),
+                                      torch.from_numpy(A.data), size=A.shape,
+                                      check_invariants=True).to(dev)
+    brain_idx = np.flatnonzero(anatomy.brain.ravel())
+    u0 = seed(anatomy, origin_vox) if u0 is None else np.asarray(u0, np.float32)
+    u = torch.from_numpy(np.ascontiguousarray(u0.reshape(B, -1)[:, brain_idx].T)).to(dev)
+    g = torch.zeros_like(u)
+    coef = torch.tensor((lam / anatomy.spacing_mm) ** 2, dtype=torch.float32, device=dev)
+    coef = coef.view(1, B)
+    nvox = int(np.prod(anatomy.shape))
+    idx_t = torch.from_numpy(brain_idx).to(dev)
+
+    def rhs(u):
+        """lambda^2 div(m grad u) + reaction u (1 - u) per unit tau, (n_brain, B)."""
+        d = torch.sparse.mm(A_t, u).mul_(coef)
+        if reaction:
+            d.add_(u, alpha=reaction).addcmul_(u, u, value=-reaction)
+        return d
+
+    def view(u):
+        if compact:
+            return u.T
+        full = torch.zeros((B, nvox), dtype=u.dtype, device=u.device)
+        full[:, idx_t] = u.T
+        return full.view((B,) + tuple(anatomy.shape))
+
+    threads = torch.get_num_threads()
+    if dev.type == "cpu" and A.shape[0] * B < SMALL_WORK:
+        torch.set_num_threads(1)      # small ops: thread wake-ups cost more than they save
+    try:
+        _loop(n, step, u, g, rhs, view, on_snapshot, dev, progress, cancel)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _loop(n, step, u, g, rhs, view, on_snapshot, dev, progress, cancel) -> None:
+    """The time loop of :func:`integrate` (per-member steps, snapshots, stop requests)."""
+    B, S = n.shape
+    active = np.ones(B, dtype=bool)
+    total = max(1, int(n.max(axis=0).sum()))
+    done_steps = 0
+    for s in range(S):
+        n_s = np.where(active, n[:, s], 0)
+        steps_t = torch.tensor(np.where(active, step[:, s], 0.0), dtype=torch.float32,
+                               device=dev).view(1, B)
+        n_t = torch.tensor(n_s, device=dev).view(1, B)
+        for k in range(int(n_s.max(initial=0))):
+            dt = torch.where(n_t > k, steps_t, torch.zeros_like(steps_t))  # (1, B)
+            # SSP-RK2 (Heun): v = u + dt f(u); u <- (u + v + dt f(v)) / 2
+            v = torch.addcmul(u, rhs(u), dt, out=g)
+            v.addcmul_(rhs(v), dt).add_(u).mul_(0.5)
+            u, g = v, u
+            if (k & 31) == 31:
+                if cancel is not None:
+                    cancel.check()
+                if progress is not None:
+                    progress.update((done_steps + k + 1) / total)
+        done_steps += int(n[:, s].max())
+        if cancel is not None:
+            cancel.check()
+        if progress is not None:
+            progress.update(done_steps / total)
+        stop = on_snapshot(s, view(u))
+        if stop is not None:
+            active &= ~np.asarray(stop, dtype=bool)
+            if not active.any():
+                break
+    if progress is not None:
+        progress.update(1.0)
+
+
+def simulate(anatomy, lambda_mm, origin_vox, taus, *, device=None, progress=None,
+             cancel=None, **kw) -> np.ndarray:
+    """lambda_mm (B,), origin_vox (B, 3) float voxel coords, taus (S,) (or (B, S)) increasing
+    -> u (B, S, X, Y, Z) float32 in [0, 1], snapshot s taken at tau = taus[s]."""
+    lam = np.atleast_1d(np.asarray(lambda_mm, dtype=np.float64))
+    S = np.asarray(taus).shape[-1]
+    out = np.zeros((lam.size, S) + tuple(anatomy.shape), dtype=np.float32)
+
+    def keep(s, u):
+        out[:, s] = u.detach().cpu().numpy()
+
+    integrate(anatomy, lam, np.reshape(origin_vox, (lam.size, 3)), taus, keep, device=device,
+              progress=progress, cancel=cancel, **kw)
+    return out
+
+
+def dimensional(lambda_mm, tau, T_days) -> dict:
+    """Dimensional parameters for a stated T: mu1 = lambda sqrt(tau) [cm], mu2 = sqrt(tau),
+    Dw = mu1^2 / T [cm^2/day], rho = mu2^2 / T [1/day]. Works on scalars or arrays."""
+    lam_cm = np.asarray(lambda_mm, dtype=np.float64) / 10.0
+    tau = np.asarray(tau, dtype=np.float64)
+    mu1 = lam_cm * np.sqrt(tau)
+    mu2 = np.sqrt(tau)
+    return {"mu1_cm": mu1, "mu2": mu2, "Dw_cm2_per_day": mu1 ** 2 / T_days,
+            "rho_per_day": mu2 ** 2 / T_days, "T_days": float(T_days)}
+
+
+def simulate_dimensional(anatomy, Dw_cm2_per_day, rho_per_day, T_days, origin_mm,
+                         **kw) -> np.ndarray:
+    """One tumor grown for T_days from origin_mm (3,) MNI mm -> u (X, Y, Z) float32 at T."""
+    if Dw_cm2_per_day <= 0 or rho_per_day <= 0 or T_days <= 0:
+        raise ValueError("Dw, rho and T must be positive")
+    lambda_mm = 10.0 * math.sqrt(Dw_cm2_per_day / rho_per_day)
+    tau = rho_per_day * T_days
+    origin_vox = anatomy.mm_to_vox(np.asarray(origin_mm, dtype=np.float64).reshape(1, 3))
+    return simulate(anatomy, [lambda_mm], origin_vox, [tau], **kw)[0, 0]
+
+
+def simulate_numpy(anatomy, lambda_mm, origin_vox, taus, *, reaction: float = 1.0,
+                   dt_factor: float = 1.0) -> np.ndarray:
+    """Plain numpy reference of the same scheme, one simulation at a time (tests, benchmark).
+    Same shapes as :func:`simulate`."""
+    lam = np.atleast_1d(np.asarray(lambda_mm, dtype=np.float64))
+    origin = np.reshape(origin_vox, (lam.size, 3))
+    m_max = float(anatomy.m.max()) or 1.0
+    n, step = _schedule(lam, taus, anatomy.spacing_mm, m_max, dt_factor)
+    w = [t.numpy() for t in _face_weights(anatomy, torch.device("cpu"))]
+    out = np.zeros((lam.size, n.shape[1]) + tuple(anatomy.shape), dtype=np.float32)
+    r = np.float32(reaction)
+
+    def rhs(u, c):
+        d = np.zeros_like(u)
+        f = (u[1:] - u[:-1]) * w[0]
+        d[:-1] += f
+        d[1:] -= f
+        f = (u[:, 1:] - u[:, :-1]) * w[1]
+        d[:, :-1] += f
+        d[:, 1:] -= f
+        f = (u[:, :, 1:] - u[:, :, :-1]) * w[2]
+        d[:, :, :-1] += f
+        d[:, :, 1:] -= f
+        return c * d + r * (u * (1 - u))
+
+    for b in range(lam.size):
+        u = seed(anatomy, origin[b:b + 1])[0]
+        c = np.float32((lam[b] / anatomy.spacing_mm) ** 2)
+        for s in range(n.shape[1]):
+            dt = np.float32(step[b, s])
+            for _ in range(n[b, s]):
+                v = u + dt * rhs(u, c)
+                u = np.float32(0.5) * (u + (v + dt * rhs(v, c)))
+            out[b, s] = u
+    return out
