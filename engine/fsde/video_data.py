@@ -1,0 +1,322 @@
+"""Video data for the latent fractional-SDE video model.
+
+* Stochastic Moving Digits (after Denton & Fergus 2018): real MNIST digits (``resources/mnist``)
+  moving on a black square; at a wall a digit bounces and draws a new random velocity pointing
+  back into the frame. Deterministic from a seed.
+* Any user video read with OpenCV (grayscale or colour), centre-cropped to a square and resized;
+  ``.npz`` / ``.npy`` clips (``frames`` array, values in [0, 1]) are read too.
+
+Frames are float32 in [0, 1], shaped (T, H, W) for grayscale and (T, H, W, 3) RGB for colour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from engine.jobs import InputError
+
+MNIST_PATH = Path(__file__).resolve().parents[2] / "resources" / "mnist" / "mnist_5k.npz"
+TRAIN_DIGITS = slice(0, 4000)  # digits used for training clips
+TEST_DIGITS = slice(4000, 5000)  # held-out digits for evaluation clips
+SPEED_RANGE = (0.05, 0.10)  # speed in frame widths per frame (1.6..3.2 px at 32 px)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+
+
+@lru_cache(maxsize=1)
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled 5000 MNIST digits: images (5000, 28, 28) uint8, labels (5000,) uint8."""
+    with np.load(MNIST_PATH) as z:
+        return z["images"], z["labels"]
+
+
+def digit_size(size: int) -> int:
+    """Side of a digit in pixels: 28 on 64-pixel frames, 14 on 32-pixel frames."""
+    return max(4, int(round(size * 28 / 64)))
+
+
+@dataclass
+class DigitClips:
+    """``frames`` (B, T, S, S) float32 in [0, 1]; ``positions`` (B, T, D, 2) top-left corner of
+    each digit (row, col) in pixels; ``bounces`` (B, T, D) bool: the digit hit a wall at t."""
+
+    frames: np.ndarray
+    positions: np.ndarray
+    bounces: np.ndarray
+
+
+def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 1,
+                  seed: int = 0, split: str = "train") -> DigitClips:
+    """Generate ``n_videos`` Stochastic Moving Digits clips of ``n_frames`` frames.
+
+    Each digit starts at a uniform position with a random direction and a speed in
+    ``SPEED_RANGE`` (frame widths per frame); when the next step would leave the frame it is
+    reflected at the wall and a new random velocity pointing inward is drawn. Digits are drawn
+    at sub-pixel positions (bilinear) and composited with a pixelwise maximum. ``split`` picks
+    the digit pool ("train" or "test").
+    """
+    if size not in (32, 64):
+        raise ValueError(f"moving digits come in sizes 32 and 64, not {size}")
+    if n_digits not in (1, 2):
+        raise ValueError(f"moving digits have 1 or 2 digits, not {n_digits}")
+    from engine._cv2 import cv2
+
+    images, _ = mnist_digits()
+    pool = images[TRAIN_DIGITS if split == "train" else TEST_DIGITS]
+    rng = np.random.default_rng(seed)
+    d = digit_size(size)
+    lim = float(size - d)  # top-left corner lives in [0, lim]
+    frames = np.zeros((n_videos, n_frames, size, size), np.float32)
+    positions = np.zeros((n_videos, n_frames, n_digits, 2), np.float32)
+    bounces = np.zeros((n_videos, n_frames, n_digits), bool)
+
+    def velocity(sign_r: float = 0.0, sign_c: float = 0.0) -> np.ndarray:
+        speed = rng.uniform(*SPEED_RANGE) * size
+        angle = rng.uniform(0, 2 * np.pi)
+        v = speed * np.array([np.sin(angle), np.cos(angle)])
+        if sign_r:
+            v[0] = sign_r * max(abs(v[0]), 0.25 * speed)
+        if sign_c:
+            v[1] = sign_c * max(abs(v[1]), 0.25 * speed)
+        return v
+
+    for b in range(n_videos):
+        idx = rng.integers(0, len(pool), n_digits)
+        glyphs = [cv2.resize(pool[i], (d, d), interpolation=cv2.INTER_AREA).astype(np.float32)
+                  / 255.0 for i in idx]
+        pos = rng.uniform(0, lim, (n_digits, 2))
+        vel = np.stack([velocity() for _ in range(n_digits)])
+        for t in range(n_frames):
+            for k in range(n_digits):
+                _draw(frames[b, t], glyphs[k], pos[k])
+                positions[b, t, k] = pos[k]
+                nxt = pos[k] + vel[k]
+                hit_r = nxt[0] < 0 or nxt[0] > lim
+                hit_c = nxt[1] < 0 or nxt[1] > lim
+                if hit_r or hit_c:
+                    bounces[b, t, k] = True
+                    # reflect at the wall, then a new random velocity pointing back inside
+                    nxt = np.abs(nxt)
+                    nxt = np.where(nxt > lim, 2 * lim - nxt, nxt)
+                    nxt = np.clip(nxt, 0, lim)
+                    sr = (1.0 if pos[k, 0] + vel[k, 0] < 0 else -1.0) if hit_r else 0.0
+                    sc = (1.0 if pos[k, 1] + vel[k, 1] < 0 else -1.0) if hit_c else 0.0
+                    vel[k] = velocity(sr, sc)
+                pos[k] = nxt
+    np.clip(frames, 0.0, 1.0, out=frames)
+    return DigitClips(frames, positions, bounces)
+
+
+def _draw(frame: np.ndarray, glyph: np.ndarray, pos: np.ndarray) -> None:
+    """Max-composite ``glyph`` (d, d) onto ``frame`` at the sub-pixel top-left ``pos`` (row,
+    col) with bilinear interpolation (so slow digits still move smoothly)."""
+    d = glyph.shape[0]
+    r0, c0 = int(np.floor(pos[0])), int(np.floor(pos[1]))
+    fr, fc = pos[0] - r0, pos[1] - c0
+    patch = np.zeros((d + 1, d + 1), np.float32)
+    patch[:d, :d] += (1 - fr) * (1 - fc) * glyph
+    patch[1:, :d] += fr * (1 - fc) * glyph
+    patch[:d, 1:] += (1 - fr) * fc * glyph
+    patch[1:, 1:] += fr * fc * glyph
+    h = min(d + 1, frame.shape[0] - r0)
+    w = min(d + 1, frame.shape[1] - c0)
+    np.maximum(frame[r0:r0 + h, c0:c0 + w], patch[:h, :w], out=frame[r0:r0 + h, c0:c0 + w])
+
+
+def _square(frame: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop (H, W[, C]) to a square and resize to (size, size[, C])."""
+    from engine._cv2 import cv2
+
+    h, w = frame.shape[:2]
+    s = min(h, w)
+    r0, c0 = (h - s) // 2, (w - s) // 2
+    crop = frame[r0:r0 + s, c0:c0 + s]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def load_video(path: str | Path, size: int = 32, color: bool = False,
+               min_frames: int = 1, max_frames: int | None = None) -> np.ndarray:
+    """Read a video file into float32 frames in [0, 1]: (T, size, size) or (T, size, size, 3) RGB.
+
+    Video files go through OpenCV; ``.npz`` (key ``frames``) and ``.npy`` clips hold arrays
+    (T, H, W[, C]) already in [0, 1] (uint8 arrays are scaled by 1/255). Raises
+    :class:`InputError` (one sentence) for a missing, corrupt or unreadable file and for a
+    clip with fewer than ``min_frames`` frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The video '{path}' does not exist.")
+    if path.suffix.lower() in (".npz", ".npy"):
+        raw = _load_array_clip(path)
+    else:
+        raw = _load_cv2_clip(path, max_frames)
+    if max_frames is not None:
+        raw = raw[:max_frames]
+    if len(raw) < min_frames:
+        raise InputError(f"The video '{path}' has {len(raw)} frames but at least {min_frames} "
+                         f"are needed (context + horizon).")
+    frames = []
+    for f in raw:
+        f = np.asarray(f, np.float32)
+        if f.ndim == 3 and f.shape[2] == 1:
+            f = f[..., 0]
+        if f.ndim == 3 and not color:
+            f = f.mean(axis=2)
+        elif f.ndim == 2 and color:
+            f = np.repeat(f[..., None], 3, axis=2)
+        frames.append(_square(f, size))
+    return np.clip(np.stack(frames), 0.0, 1.0).astype(np.float32)
+
+
+def _load_array_clip(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path) as z:
+                if "frames" not in z:
+                    raise InputError(f"The clip '{path}' has no 'frames' array.")
+                arr = np.asarray(z["frames"])
+        else:
+            arr = np.load(path)
+    except InputError:
+        raise
+    except Exception:
+        raise InputError(f"The clip '{path}' is corrupt or not a NumPy file.") from None
+    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[3] not in (1, 3)):
+        raise InputError(f"The clip '{path}' must hold frames shaped (T, H, W) or (T, H, W, 3), "
+                         f"not {arr.shape}.")
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InputError(f"The clip '{path}' contains NaN or infinite values.")
+    return arr
+
+
+def _load_cv2_clip(path: Path, max_frames: int | None) -> np.ndarray:
+    from engine._cv2 import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        if not cap.isOpened():
+            raise InputError(f"The video '{path}' could not be opened: it is corrupt or not a "
+                             f"video file.")
+        while max_frames is None or len(frames) < max_frames:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            rgb = bgr[..., ::-1] if bgr.ndim == 3 else bgr
+            frames.append(rgb.astype(np.float32) / 255.0)
+    finally:
+        cap.release()
+    if not frames:
+        raise InputError(f"The video '{path}' has no readable frames: it is corrupt or not a "
+                         f"video file.")
+    return np.stack(frames)
+
+
+def is_color(frames: np.ndarray) -> bool:
+    """True for (T, H, W, 3) clips."""
+    return frames.ndim == 4
+
+
+def to_channels(frames: np.ndarray) -> np.ndarray:
+    """(..., H, W) or (..., H, W, 3) -> (..., C, H, W) float32, for the model."""
+    return (np.moveaxis(frames, -1, -3) if frames.ndim >= 4 and frames.shape[-1] == 3
+            else frames[..., None, :, :]).astype(np.float32)
+
+
+def from_channels(x: np.ndarray) -> np.ndarray:
+    """(..., C, H, W) -> (..., H, W) for C = 1 or (..., H, W, 3) for C = 3."""
+    return x[..., 0, :, :] if x.shape[-3] == 1 else np.moveaxis(x, -3, -1)
+
+
+def windows(frames: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
+    """All windows of ``length`` consecutive frames: (T, ...) -> (n, length, ...)."""
+    n = (len(frames) - length) // stride + 1
+    if n <= 0:
+        return np.zeros((0, length) + frames.shape[1:], frames.dtype)
+    return np.stack([frames[i * stride:i * stride + length] for i in range(n)])
+
+
+# --- metrics --------------------------------------------------------------------------------
+def psnr(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """PSNR in dB of frames in [0, 1], one value per leading index: (T, H, W[, C]) -> (T,)."""
+    err = ((np.asarray(pred, np.float64) - truth) ** 2).reshape(len(truth), -1).mean(1)
+    return 10.0 * np.log10(1.0 / np.maximum(err, 1e-10))
+
+
+def ssim(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 = 0.01, K2 = 0.03, data range
+    1) of frames in [0, 1], one value per leading index: (T, H, W[, C]) -> (T,)."""
+    from engine._cv2 import cv2
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    out = []
+    for a, b in zip(np.asarray(pred, np.float64), np.asarray(truth, np.float64)):
+        blur = lambda z: cv2.GaussianBlur(z, (7, 7), 1.5)  # noqa: E731
+        ma, mb = blur(a), blur(b)
+        va, vb, cov = blur(a * a) - ma ** 2, blur(b * b) - mb ** 2, blur(a * b) - ma * mb
+        s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+        out.append(s.mean())
+    return np.array(out)
+
+
+# --- writing --------------------------------------------------------------------------------
+def panel_frames(truth: np.ndarray, mean: np.ndarray, sample: np.ndarray, std: np.ndarray,
+                 n_context: int, scale: int = 4) -> np.ndarray:
+    """Side-by-side panels ground truth | sample mean | one sample | per-pixel std for each frame:
+    inputs (T, H, W[, 3]) in [0, 1] (std is shown times 2, so 0.5 is white) -> uint8 RGB
+    (T, scale*H + 6, 4*scale*W + 6, 3). A bar under the panels marks the time: grey over the
+    context frames, orange over predicted frames."""
+    def rgb(a):
+        a = np.clip(np.asarray(a, np.float32), 0, 1)
+        return np.repeat(a[..., None], 3, axis=-1) if a.ndim == 3 else a
+
+    panels = [rgb(truth), rgb(mean), rgb(sample), rgb(np.clip(2.0 * std, 0, 1))]
+    T, H, W = panels[0].shape[:3]
+    sep = np.full((T, H, 1, 3), 0.35, np.float32)
+    row = np.concatenate([x for p in panels for x in (p, sep)][:-1], axis=2)  # (T, H, 4W+3, 3)
+    row = row.repeat(scale, axis=1).repeat(scale, axis=2)
+    bar = np.zeros((T, 6, row.shape[2], 3), np.float32)
+    for t in range(T):
+        frac = (t + 1) / T
+        bar[t, 1:5, : int(round(frac * row.shape[2]))] = ((0.5, 0.5, 0.5) if t < n_context
+                                                         else (1.0, 0.6, 0.1))
+    out = np.concatenate([row, bar], axis=1)
+    out = out[:, :, : out.shape[2] - out.shape[2] % 2]  # even sizes for codecs
+    out = out[:, : out.shape[1] - out.shape[1] % 2]
+    return (out * 255 + 0.5).astype(np.uint8)
+
+
+def write_mp4(path: str | Path, frames_rgb: np.ndarray, fps: float = 5.0) -> None:
+    """Write uint8 RGB frames (T, H, W, 3) as an MP4 (mp4v), atomically."""
+    from db.atomic import write_with
+    from engine._cv2 import cv2
+
+    T, H, W = frames_rgb.shape[:3]
+
+    def writer(tmp: str) -> None:
+        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H), True)
+        if not vw.isOpened():
+            raise OSError(f"OpenCV could not open an MP4 writer for '{path}'")
+        for f in frames_rgb:
+            vw.write(np.ascontiguousarray(f[..., ::-1]))
+        vw.release()
+
+    write_with(path, writer)
+
+
+def write_png(path: str | Path, image_rgb: np.ndarray) -> None:
+    """Write one uint8 RGB (H, W, 3) or grey (H, W) image as PNG, atomically."""
+    from db.atomic import write_bytes
+    from engine._cv2 import cv2
+
+    img = image_rgb[..., ::-1] if image_rgb.ndim == 3 else image_rgb
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
+    if not ok:
+        raise OSError(f"could not encode the PNG '{path}'")
+    write_bytes(path, buf.tobytes())

@@ -1,0 +1,176 @@
+"""Training job for the video model: progress with the ELBO terms and the current Hurst index,
+cancellation, atomic resumable checkpoints (plain dicts, ``torch.load(weights_only=True)``).
+
+Data: ``"moving-digits"`` (a fresh batch of Stochastic Moving Digits every step, seeded by the
+step number, so a resumed run sees the same batches) or a video file (random windows of
+context + horizon frames).
+"""
+from __future__ import annotations
+
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from engine.jobs import CancelToken, InputError, Progress
+
+DEFAULT_TRAIN = {
+    "steps": 3000,
+    "batch_size": 16,
+    "lr": 2e-3,
+    "seed": 0,
+    "n_digits": 1,  # moving digits: 1 or 2
+    "checkpoint_every": 200,  # steps
+    "grad_clip": 10.0,
+}
+MOVING_DIGITS = "moving-digits"
+
+
+def read_config(path: str | Path | None) -> tuple[dict, dict]:
+    """(model overrides, training settings) from a TOML file with tables [model] and [train]."""
+    from engine.fsde.video_model import DEFAULT_CONFIG
+
+    if path is None:
+        return {}, dict(DEFAULT_TRAIN)
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(f"The config '{path}' does not exist.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"The config '{path}' is not valid TOML ({err}).") from None
+    model, train = dict(raw.get("model", {})), {**DEFAULT_TRAIN, **raw.get("train", {})}
+    bad = (set(model) - set(DEFAULT_CONFIG)) | (set(train) - set(DEFAULT_TRAIN))
+    if bad or set(raw) - {"model", "train"}:
+        names = ", ".join(sorted(bad | (set(raw) - {"model", "train"})))
+        raise InputError(f"The config '{path}' has unknown settings: {names}.")
+    return model, train
+
+
+class ClipSource:
+    """Batches (B, L, C, H, W) float32 for step ``i``: deterministic in (seed, i)."""
+
+    def __init__(self, data: str | Path, cfg: dict, train: dict):
+        from engine.fsde.video_data import load_video, to_channels, windows
+
+        self.cfg, self.train = cfg, train
+        self.length = cfg["context"] + cfg["horizon"]
+        self.video = None
+        if str(data) != MOVING_DIGITS:
+            frames = load_video(data, size=cfg["size"], color=cfg["channels"] == 3,
+                                min_frames=self.length)
+            self.video = to_channels(windows(frames, self.length))  # (n, L, C, H, W)
+        elif cfg["channels"] != 1:
+            raise InputError("Moving digits are grayscale: set channels = 1 in the config.")
+
+    def batch(self, step: int) -> np.ndarray:
+        from engine.fsde.video_data import moving_digits, to_channels
+
+        seed = self.train["seed"] * 1_000_003 + step
+        B = self.train["batch_size"]
+        if self.video is None:
+            clips = moving_digits(B, self.length, self.cfg["size"], self.train["n_digits"],
+                                  seed=seed, split="train").frames
+            return to_channels(clips)
+        idx = np.random.default_rng(seed).integers(0, len(self.video), B)
+        return self.video[idx]
+
+
+def save_checkpoint(path: Path, model, opt, step: int, train: dict, history: dict,
+                    done: bool) -> None:
+    """Atomically write config, weights, optimiser state, step and history (plain types)."""
+    from db.atomic import atomic_write
+    from engine._torch import torch
+
+    blob = {"config": dict(model.config), "train": dict(train), "state_dict": model.state_dict(),
+            "optimizer": opt.state_dict() if opt is not None else {}, "step": int(step),
+            "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+            "done": bool(done), "kind": "fsde-video"}
+    with atomic_write(path, "wb") as f:
+        torch.save(blob, f)
+
+
+def _load_resume(path: Path, cfg: dict, train: dict) -> dict | None:
+    """A checkpoint at ``path`` with the same model config and training settings, or None."""
+    from engine._torch import torch
+
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise InputError(f"The output '{path}' exists but is not a readable checkpoint; "
+                         f"remove it or choose another --out.") from None
+    if blob.get("kind") != "fsde-video" or blob.get("config") != cfg:
+        raise InputError(f"The output '{path}' holds a different model; remove it or choose "
+                         f"another --out.")
+    same = {k: v for k, v in blob.get("train", {}).items() if k != "steps"} == \
+        {k: v for k, v in train.items() if k != "steps"}
+    return blob if same else None
+
+
+def train_video(data: str | Path, out: str | Path, model_config: dict | None = None,
+                train_config: dict | None = None, *, progress: Progress,
+                cancel: CancelToken, monitor: list | None = None) -> dict:
+    """Train (or resume) the video model on ``data`` and write the checkpoint ``out``.
+
+    ``monitor``, if given, receives one dict per step (``step``, ``elbo``, ``loglik``, ``kl``,
+    ``kl_path``, ``hurst``, ``frames_per_s``) appended from this thread (the GUI polls it).
+    Returns the training history (lists per key). Cancelling saves a checkpoint first; rerunning
+    the same command resumes from it.
+    """
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE, make_config
+
+    out = Path(out)
+    cfg = make_config(**(model_config or {}))
+    train = {**DEFAULT_TRAIN, **(train_config or {})}
+    source = ClipSource(data, cfg, train)
+    torch.manual_seed(train["seed"])
+    model = VideoSDE(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=train["lr"])
+    history: dict[str, list] = {k: [] for k in ("elbo", "loglik", "kl", "kl_path", "hurst")}
+    start = 0
+    blob = _load_resume(out, cfg, train)
+    if blob is not None:
+        model.load_state_dict(blob["state_dict"])
+        if blob["optimizer"]:
+            opt.load_state_dict(blob["optimizer"])
+        start, history = int(blob["step"]), {k: list(v) for k, v in blob["history"].items()}
+    steps = int(train["steps"])
+    model.train()
+    t0, frames_done = time.monotonic(), 0
+    progress.update(start / max(steps, 1), f"step {start}/{steps}")
+    try:
+        for step in range(start, steps):
+            cancel.check()
+            torch.manual_seed(train["seed"] * 7919 + step)  # noise per step: resumable
+            x = torch.from_numpy(source.batch(step))
+            terms = model.elbo(x)
+            opt.zero_grad()
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
+            opt.step()
+            frames_done += x.shape[0] * x.shape[1]
+            rec = {k: float(terms[k]) for k in ("elbo", "loglik", "kl", "kl_path")}
+            rec["hurst"] = model.hurst
+            for k in history:
+                history[k].append(rec[k])
+            fps = frames_done / max(time.monotonic() - t0, 1e-9)
+            if monitor is not None:
+                monitor.append({"step": step + 1, **rec, "frames_per_s": fps})
+            progress.update((step + 1) / steps,
+                            f"step {step + 1}/{steps} ELBO {rec['elbo']:.0f} "
+                            f"KL {rec['kl']:.1f} H {rec['hurst']:.3f}")
+            if (step + 1) % train["checkpoint_every"] == 0 and step + 1 < steps:
+                save_checkpoint(out, model, opt, step + 1, train, history, done=False)
+    except BaseException:
+        n = len(history["elbo"])
+        if n > start:  # keep the work done so far (up to the last completed step)
+            save_checkpoint(out, model, opt, n, train, history, done=False)
+        raise
+    save_checkpoint(out, model, opt, steps, train, history, done=True)
+    progress.done(f"trained {steps} steps, H = {model.hurst:.3f}")
+    return history
