@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 
 def run_gui(screenshot: str | None = None, workbench: str = "tumor") -> int:
@@ -27,11 +28,13 @@ def run_gui(screenshot: str | None = None, workbench: str = "tumor") -> int:
 def save_screenshot(window, path: str) -> int:
     from PySide6.QtWidgets import QApplication
 
-    for _ in range(5):
-        QApplication.processEvents()
-    window.jobs.wait(120000)  # demo loads that run as jobs finish first
-    for _ in range(5):
-        QApplication.processEvents()
+    deadline = time.monotonic() + 300
+    while True:  # demo loads run as jobs (possibly chained): wait until all are done
+        for _ in range(5):
+            QApplication.processEvents()
+        if not window.jobs.busy or time.monotonic() > deadline:
+            break
+        window.jobs.wait(100)
     image = window.grab().toImage()
 
     def write_png(tmp: str) -> None:

@@ -118,7 +118,15 @@ class TumorWorkbench(Workbench):
         from engine.tumor.database import default_db_dir
 
         if (default_db_dir("demo") / "manifest.json").is_file():  # built by `make run`
-            self.database_panel.open_database(default_db_dir("demo"))
+            if self.database_panel.open_database(default_db_dir("demo")):
+                self.jobs.ended.connect(self._fit_demo_once)  # after the segmentation's job
+
+    def _fit_demo_once(self) -> None:
+        """Personalize the demo segmentation once, so the first screen shows a fit."""
+        self.jobs.ended.disconnect(self._fit_demo_once)
+        if self.seg is not None and self.database_panel.database is not None:
+            self.panels.setCurrentWidget(self.personalize_panel)
+            self.personalize_panel.personalize()
 
     def open_paths(self, paths: list[str], kind: str) -> None:
         if not paths:
