@@ -25,7 +25,7 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider
 
-BENCHES := gui_viewer tumor_solver tumor_inverse pvrnn fsde
+BENCHES := startup gui_viewer tumor_solver tumor_inverse pvrnn fsde
 bench: $(STAMP)
 	for b in $(BENCHES); do echo "== $$b"; QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/$$b.py || exit 1; done
 
