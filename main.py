@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 # Each module registers one subcommand group with ``register(subparsers)``.
@@ -24,8 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="workbench to show first (default: tumor)")
     sub = parser.add_subparsers(title="subcommands", dest="group")
     for name in CLI_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

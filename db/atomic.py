@@ -22,15 +22,15 @@ def _umask_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Context manager yielding a file object; the file appears at ``path`` only on success."""
-    path = Path(path)
+def _temporary(path: Path, suffix: str = ".tmp") -> Iterator[str]:
+    """A temporary file beside ``path``; on success it is fsynced and renamed onto ``path``,
+    on any error it is removed and ``path`` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
@@ -38,6 +38,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Context manager yielding a file object; the file appears at ``path`` only on success."""
+    with _temporary(Path(path)) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -72,17 +79,5 @@ def write_with(path: str | os.PathLike, writer) -> None:
     """Atomically write a file produced by ``writer(tmp_path)`` for libraries that need a path
     (nibabel, OpenCV, FAISS). The temporary path keeps the final name's suffixes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    try:
+    with _temporary(path, suffix=".tmp" + "".join(path.suffixes)) as tmp:
         writer(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
         print("cancelled; rerun the same command to resume where it applies.", file=sys.stderr)
         _record(command, args, ctx, "cancelled", "", started)
         return EXIT_CANCELLED
+    except OSError as err:  # an unwritable output folder, a full disk, a vanished file
+        where = f" '{err.filename}'" if err.filename else ""
+        print(f"error: cannot access{where}: {err.strerror or err}.", file=sys.stderr)
+        _record(command, args, ctx, "failed", str(err), started)
+        return EXIT_BAD_INPUT
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
         _record(command, args, ctx, "failed", str(err), started)
@@ -88,6 +93,17 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     _record(command, args, ctx, "ok", "", started)
     return EXIT_OK
+
+
+def register_group(sub, name: str, help: str, modules: tuple[str, ...]) -> None:
+    """Add subcommand group ``name``; each module in ``modules`` defines
+    ``add_parser(actions)`` for the actions it runs (kept next to the code they run)."""
+    import importlib
+
+    parser = sub.add_parser(name, help=help)
+    actions = parser.add_subparsers(dest="action", required=True)
+    for module in modules:
+        importlib.import_module(module).add_parser(actions)
 
 
 def existing_file(kind: str = "file"):

@@ -21,8 +21,27 @@ def run_gui(screenshot: str | None = None, workbench: str = "tumor") -> int:
         wb.load_demo()
     window.show()
     if screenshot:
-        return save_screenshot(window, screenshot)
+        try:
+            return save_screenshot(window, screenshot)
+        except OSError as err:
+            print(f"error: cannot write the screenshot '{screenshot}': {err.strerror or err}.",
+                  file=sys.stderr)
+            return 2
+    sys.excepthook = lambda kind, err, tb: report_unexpected(window, kind, err, tb)
     return app.exec()
+
+
+def report_unexpected(window, kind, err, tb) -> None:
+    """An exception escaping a Qt slot: log the traceback, show one sentence in a dialog."""
+    import logging
+    import traceback
+
+    logging.getLogger("gui").error("".join(traceback.format_exception(kind, err, tb)))
+    if isinstance(err, OSError):
+        where = f" '{err.filename}'" if err.filename else ""
+        window.show_error(f"Cannot access{where}: {err.strerror or err}.")
+    else:
+        window.show_error(f"Internal error: {err}")
 
 
 def save_screenshot(window, path: str) -> int:

@@ -45,6 +45,18 @@ def test_importing_every_engine_and_db_module_loads_no_qt():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+ONE_PLACE = {"torch": "engine/_torch.py", "faiss": "engine/_faiss.py", "cv2": "engine/_cv2.py"}
+
+
+def test_torch_faiss_cv2_are_imported_in_one_place_each():
+    files = [p for d in ("engine", "db", "gui") for p in (ROOT / d).rglob("*.py")]
+    files += [ROOT / "main.py"]
+    offenders = [f"{p.relative_to(ROOT)}: {m}" for p in files for m in imported_modules(p)
+                 if m.split(".")[0] in ONE_PLACE
+                 and str(p.relative_to(ROOT)) != ONE_PLACE[m.split(".")[0]]]
+    assert offenders == []
+
+
 ORDERS = [("torch", "faiss", "cv2"), ("faiss", "cv2", "torch"), ("cv2", "torch", "faiss")]
 USE = {
     "torch": "from engine._torch import torch; a = torch.randn(64, 64); assert (a @ a.T).shape == (64, 64)",

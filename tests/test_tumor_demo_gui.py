@@ -31,6 +31,16 @@ def test_demo_start_fits_bundled_segmentation(qtbot, tmp_path, monkeypatch):
     assert np.all(np.array(wb.cursor.ijk) <= seg_vox.max(0) + 8)
     assert wb.panels.currentWidget() is wb.personalize_panel
 
+    # a growth change made while another job runs is applied when that job ends
+    import time
+
+    def busy(progress, cancel):
+        time.sleep(0.3)
+
+    win.jobs.start("busy", busy)
+    wb.personalize_panel.set_growth_days(400)
+    qtbot.waitUntil(lambda: wb.personalize_panel.shown_days == 400, timeout=60000)
+
 
 def test_demo_start_without_database_shows_scan_and_segmentation(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("TUMOR_DB", str(tmp_path / "none"))

@@ -58,10 +58,6 @@ def whole_mask(labels: np.ndarray) -> np.ndarray:
     return np.isin(labels, WHOLE_LABELS)
 
 
-def enhancing_mask(labels: np.ndarray) -> np.ndarray:
-    return np.isin(labels, ENHANCING_LABELS)
-
-
 def volumes_cm3(labels: np.ndarray, voxel_volume_cm3: float) -> dict[str, float]:
     """Volume of each present label (by name) and of core / whole tumor, in cm^3."""
     out: dict[str, float] = {}

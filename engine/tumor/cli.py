@@ -1,16 +1,8 @@
-"""`main.py tumor ...`: the subcommands are defined next to the code they run."""
-from __future__ import annotations
-
-import importlib
-import importlib.util
-
-# Each module defines ``add_parser(subparsers)`` for one action.
-ACTIONS = ("engine.tumor.build_cli", "engine.tumor.fit_cli", "engine.imaging.check_cli")
+"""`main.py tumor ...`: the actions are defined next to the code they run."""
+from engine.cli import register_group
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("tumor", help="tumor growth: build a simulation database, fit a patient")
-    actions = parser.add_subparsers(dest="action", required=True)
-    for name in ACTIONS:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).add_parser(actions)
+    register_group(sub, "tumor", "tumor growth: check files, build a simulation database, fit a "
+                   "patient", ("engine.imaging.check_cli", "engine.tumor.build_cli",
+                               "engine.tumor.fit_cli"))

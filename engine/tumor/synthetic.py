@@ -85,32 +85,6 @@ def grow_to_volume(anatomy, lambda_mm, origin_vox, target_cm3, threshold=0.2, *,
     return full, float(kept["tau"])
 
 
-def to_1mm(u, affine, shape=MNI_1MM_SHAPE, dst_affine=MNI_1MM_AFFINE) -> np.ndarray:
-    """Trilinear interpolation of u (X, Y, Z) on ``affine`` onto the 1 mm grid (only over the
-    bounding box where u > 0, zeros elsewhere)."""
-    from engine.imaging import resample
-
-    out = np.zeros(shape, dtype=np.float32)
-    nz = np.argwhere(u > 1e-4)
-    if not len(nz):
-        return out
-    lo_v, hi_v = nz.min(0) - 1, nz.max(0) + 1
-    corners = np.array([[a, b, c] for a in (lo_v[0], hi_v[0]) for b in (lo_v[1], hi_v[1])
-                        for c in (lo_v[2], hi_v[2])], dtype=float)
-    mm = corners @ affine[:3, :3].T + affine[:3, 3]
-    inv = np.linalg.inv(dst_affine)
-    d = mm @ inv[:3, :3].T + inv[:3, 3]
-    lo = np.clip(np.floor(d.min(0)).astype(int), 0, shape)
-    hi = np.clip(np.ceil(d.max(0)).astype(int) + 1, 0, shape)
-    if np.any(hi <= lo):
-        return out
-    shift = np.eye(4)
-    shift[:3, 3] = lo
-    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = resample(
-        u, affine, tuple(hi - lo), dst_affine @ shift, order=1)
-    return out
-
-
 def labels_from(u1, thresholds, perturb) -> np.ndarray:
     """BraTS labels (X, Y, Z) uint8 from u on the 1 mm grid with perturbed boundaries."""
     from scipy import ndimage
@@ -155,7 +129,9 @@ def make_patient(path, seed: int, db_spacing_mm: float, lambda_range_mm, *,
     p.update(over)
     u, tau = grow_to_volume(anatomy, p["lambda_mm"], p["origin_vox_fine"], p["target_cm3"],
                             progress=progress.sub(0, 0.9), cancel=cancel)
-    u1 = to_1mm(u, anatomy.affine)
+    from engine.tumor.export import on_grid
+
+    u1 = on_grid(u, anatomy.affine, MNI_1MM_SHAPE, MNI_1MM_AFFINE)
     lab = labels_from(u1, p["thresholds"], p["perturb"])
     write_with(path, lambda tmp: nib.save(nib.Nifti1Image(lab, MNI_1MM_AFFINE), tmp))
     progress.done(f"patient {seed}")

@@ -133,21 +133,6 @@ class DatabasePanel(QWidget):
         if job is None:
             finished()
 
-    def open_or_build_default(self, preset: str = "demo") -> None:
-        """Open the program's own database of this preset, building it first if missing."""
-        path = default_db_dir(preset)
-        if (path / "manifest.json").is_file():
-            from engine.jobs import InputError
-            from engine.tumor.database import TumorDatabase
-
-            try:
-                self._show(TumorDatabase.open(path))
-                return
-            except InputError:
-                pass    # incomplete or damaged: the build below resumes / repairs it
-        self.build(path, preset)
-
-    # -- display -------------------------------------------------------------------------
     def _show(self, db) -> None:
         self.database = db
         m, s = db.manifest, db.snapshots

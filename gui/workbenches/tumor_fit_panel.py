@@ -92,7 +92,8 @@ class PersonalizePanel(QWidget):
         self.wb = workbench
         self.estimate = None
         self.shown_days = None
-        self._pending_days = None
+        self._pending_days = None  # a slider move made while another job ran
+        workbench.jobs.ended.connect(self._flush_pending_growth)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
 
@@ -301,16 +302,16 @@ class PersonalizePanel(QWidget):
         self.wb.jobs.start(f"Regrow to {days:g} days", regrow_job, self.estimate, self.wb.scan,
                            float(days), on_done=self._regrow_done, on_failed=self.wb.error.emit)
 
+    def _flush_pending_growth(self) -> None:
+        days, self._pending_days = self._pending_days, None
+        if days is not None and days != self.shown_days:
+            self.set_growth_days(days)
+
     def _regrow_done(self, result) -> None:
         days, overlays = result
         self._show_overlays(overlays)
         self.shown_days = days
         self._update_growth_label()
-        if self._pending_days is not None and self._pending_days != days:
-            from PySide6.QtCore import QTimer
-
-            pending = self._pending_days
-            QTimer.singleShot(0, lambda: self.set_growth_days(pending))
 
     # export ----------------------------------------------------------------------------------
     def _export_dialog(self) -> None:
