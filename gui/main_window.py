@@ -1,6 +1,7 @@
 """Main window: three workbenches as tabs, File/Help menus, status readout, one job bar."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -213,8 +214,9 @@ class MainWindow(QMainWindow):
     def show_error(self, text: str) -> None:
         """One sentence in a dialog; never a traceback."""
         self.error_shown.emit(text)
-        self.statusBar().showMessage(text, 10000)
-        if self.show_dialogs:
+        if not self.show_dialogs:  # offscreen (--screenshot): say it on stderr
+            print(f"error: {text}", file=sys.stderr)
+        else:
             box = QMessageBox(QMessageBox.Warning, "Problem", text, QMessageBox.Ok, self)
             box.setAttribute(Qt.WA_DeleteOnClose)
             box.open()

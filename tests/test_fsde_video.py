@@ -225,3 +225,74 @@ def test_cli_train_then_predict(tmp_path):
     r = run_main("fsde", "train", "--data", "moving-digits", "--out", tmp_path / "x.pt",
                  "--config", bad)
     assert r.returncode == 2 and "warp" in r.stderr
+
+
+# --- review fixes: config validation, clip values, frame fitting ----------------------------
+@pytest.mark.parametrize("toml,key", [
+    ('[train]\nsteps = "x"\n', "steps"), ("[train]\nbatch_size = 0\n", "batch_size"),
+    ("[model]\nsize = 7\n", "size"), ('[model]\nkind = "III"\n', "kind"),
+    ("[model]\nK = 1\n", "K"), ("[model]\nhurst = 1.5\n", "hurst")])
+def test_bad_config_value_exit_2(tmp_path, toml, key):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    out = tmp_path / "m.pt"
+    r = run_main("fsde", "train", "--data", "moving-digits", "--out", out, "--config", cfg)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert str(cfg) in lines[0] and key in lines[0] and lines[0].endswith(".")
+    assert not out.exists()
+
+
+def test_read_config_types_and_model_errors(tmp_path):
+    from engine.fsde.video_train import DEFAULT_TRAIN, read_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nT = 2\ncontext = 5\n[train]\nlr = 1\n")
+    model, train = read_config(cfg)
+    assert model == {"T": 2.0, "context": 5} and isinstance(model["T"], float)
+    assert train == {**DEFAULT_TRAIN, "lr": 1.0}
+    for text in ("[model]\nbrownian = 1\n", "[train]\nsteps = true\n", "[train]\nseed = 1.5\n",
+                 "model = 3\n", "[model]\ngamma_max = 0.5\n"):
+        cfg.write_text(text)
+        with pytest.raises(InputError, match="c.toml"):
+            read_config(cfg)
+
+
+def test_float_clip_above_one_is_rejected(tmp_path):
+    clip = tmp_path / "bright.npy"
+    np.save(clip, np.full((4, 16, 16), 2.0, np.float32))
+    with pytest.raises(InputError, match=r"bright\.npy.*\[0, 1\] or uint8 0\.\.255"):
+        load_video(clip, size=16)
+    # uint8 clips are scaled by 1/255, float clips in [0, 1] are kept
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (4, 16, 16), dtype=np.uint8)
+    np.savez(tmp_path / "u8.npz", frames=u8)
+    np.savez(tmp_path / "f.npz", frames=u8 / 255.0)
+    a, b = load_video(tmp_path / "u8.npz", size=16), load_video(tmp_path / "f.npz", size=16)
+    assert np.allclose(a, u8 / 255.0, atol=1e-6) and np.allclose(a, b, atol=1e-6)
+
+
+def test_fit_frames_uint8_equals_float_and_converts_colour():
+    from engine.fsde.video_data import fit_frames
+
+    rng = np.random.default_rng(2)
+    u8 = rng.integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    grey = fit_frames(u8, 16, color=False)
+    assert grey.shape == (3, 16, 16) and grey.dtype == np.float32
+    assert np.allclose(grey, fit_frames(u8 / 255.0, 16, color=False), atol=1e-5)
+    # grey is the channel mean of the centre crop: a constant-colour frame stays constant
+    const = np.zeros((1, 40, 60, 3), np.uint8) + np.array([30, 60, 90], np.uint8)
+    assert np.allclose(fit_frames(const, 8, color=False), 60 / 255, atol=1e-5)
+    colour = fit_frames(grey, 16, color=True)
+    assert colour.shape == (3, 16, 16, 3) and np.allclose(colour[..., 1], grey, atol=1e-6)
+
+
+def test_load_video_max_frames_and_cancel(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_video(path, 12)
+    assert load_video(path, size=16, max_frames=4).shape == (4, 16, 16)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        load_video(path, size=16, cancel=token)

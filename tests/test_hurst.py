@@ -202,3 +202,17 @@ def test_load_paths_accepts_both_ranks(tmp_path):
     assert hurst.load_paths(p).dtype == np.float64
     with pytest.raises(InputError):
         hurst.load_paths(tmp_path / "missing.npy")
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--max-iter", "0"), ("--gamma-max", "-3"), ("--gamma-max", "1"), ("--K", "1"),
+    ("--starts", "1.2")])
+def test_cli_rejects_bad_options(tmp_path, option, value):
+    data = tmp_path / "paths.npy"
+    np.save(data, fbm.fbm(20, 0.5, 2, rng=np.random.default_rng(0)))
+    out = tmp_path / "e.json"
+    proc = run_main("fsde", "hurst", "--data", data, "--dt", "1", "--out", out, option, value)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists()

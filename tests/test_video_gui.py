@@ -100,12 +100,41 @@ def test_train_then_predict_then_export(bench, qtbot, tmp_path):
     assert len(pngs) == 7 and cv2.imread(str(pngs[0])) is not None
 
 
-def test_bad_video_is_one_sentence(bench, tmp_path):
+def test_open_video_is_a_job_capped_at_max_frames(bench, qtbot, tmp_path):
+    from engine.fsde.video_data import write_mp4
+    from gui.workbenches.video import MAX_FRAMES
+
+    wb = bench
+    path = tmp_path / "long.mp4"
+    rng = np.random.default_rng(0)
+    write_mp4(path, (rng.random((MAX_FRAMES + 20, 24, 40, 3)) * 255).astype(np.uint8), fps=25)
+    assert wb.open_video(path) is not None and wb.jobs.busy  # decoding runs off the GUI thread
+    _wait_job(qtbot, wb)
+    qtbot.waitUntil(lambda: wb.clip_name == "long.mp4", timeout=10000)
+    assert not wb.errors, wb.errors
+    assert wb.frames.shape == (MAX_FRAMES, 32, 32) and wb.timeline.length == MAX_FRAMES
+
+
+def test_export_write_error_is_one_sentence(bench, tmp_path):
+    wb = bench
+    wb.load_demo()
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    assert not wb.export_mp4(blocker / "out.mp4")
+    assert len(wb.errors) == 1 and "out.mp4" in wb.errors[0] and wb.errors[0].endswith(".")
+    assert wb.export_pngs(blocker) == [] and len(wb.errors) == 2
+    assert "not_a_folder" in wb.errors[1]
+
+
+def test_bad_video_is_one_sentence(bench, qtbot, tmp_path):
     wb = bench
     bad = tmp_path / "bad.avi"
     bad.write_bytes(b"\x00garbage" * 100)
-    assert not wb.open_video(bad)
+    assert wb.open_video(bad) is not None
+    _wait_job(qtbot, wb)
+    qtbot.waitUntil(lambda: bool(wb.errors), timeout=10000)
     assert len(wb.errors) == 1 and "bad.avi" in wb.errors[0]
+    assert wb.frames is None
     wb.errors.clear()
     wb.frames = None
     wb.predict()

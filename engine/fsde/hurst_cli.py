@@ -37,6 +37,10 @@ def hurst_cmd(args: argparse.Namespace, ctx) -> None:
         raise InputError(f"--dt must be a positive finite time step, not {args.dt}.")
     if args.K < 2:
         raise InputError(f"--K must be at least 2, not {args.K}.")
+    if args.max_iter < 1:
+        raise InputError(f"--max-iter must be at least 1, not {args.max_iter}.")
+    if args.gamma_max is not None and not 1.0 < args.gamma_max < float("inf"):
+        raise InputError(f"--gamma-max must be a finite OU speed above 1, not {args.gamma_max}.")
     if not all(0.0 < h < 1.0 for h in args.starts):
         raise InputError("--starts must be Hurst indices strictly between 0 and 1.")
     ctx.inputs.append(args.data)

@@ -4,7 +4,7 @@
   moving on a black square; at a wall a digit bounces and draws a new random velocity pointing
   back into the frame. Deterministic from a seed.
 * Any user video read with OpenCV (grayscale or colour), centre-cropped to a square and resized;
-  ``.npz`` / ``.npy`` clips (``frames`` array, values in [0, 1]) are read too.
+  ``.npz`` / ``.npy`` clips (``frames`` array, uint8 or values in [0, 1]) are read too.
 
 Frames are float32 in [0, 1], shaped (T, H, W) for grayscale and (T, H, W, 3) RGB for colour.
 """
@@ -137,41 +137,65 @@ def _square(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
+def fit_frame(frame: np.ndarray, size: int, color: bool) -> np.ndarray:
+    """One frame (H, W), (H, W, 1) or (H, W, 3) RGB, uint8 0..255 or float in [0, 1] ->
+    float32 in [0, 1] shaped (size, size) (grey: mean of the channels) or (size, size, 3)
+    (grey frames repeated), centre-cropped to a square and resized. Only this one frame is
+    converted to float, so long full-resolution videos are never held as float."""
+    f = np.asarray(frame)
+    if f.ndim == 3 and f.shape[2] == 1:
+        f = f[..., 0]
+    h, w = f.shape[:2]
+    s = min(h, w)
+    r0, c0 = (h - s) // 2, (w - s) // 2
+    f = f[r0:r0 + s, c0:c0 + s].astype(np.float32)
+    if f.ndim == 3 and not color:
+        f = f.mean(axis=2)
+    elif f.ndim == 2 and color:
+        f = np.repeat(f[..., None], 3, axis=2)
+    f = _square(f, size)
+    if frame.dtype == np.uint8:
+        f *= 1.0 / 255.0
+    return np.clip(f, 0.0, 1.0, out=f)
+
+
+def fit_frames(frames, size: int, color: bool) -> np.ndarray:
+    """Frames (T, H, W[, 1|3]) uint8 or float in [0, 1] -> float32 (T, size, size) or
+    (T, size, size, 3) in [0, 1] (see :func:`fit_frame`)."""
+    return np.stack([fit_frame(f, size, color) for f in frames]).astype(np.float32, copy=False)
+
+
 def load_video(path: str | Path, size: int = 32, color: bool = False,
-               min_frames: int = 1, max_frames: int | None = None) -> np.ndarray:
+               min_frames: int = 1, max_frames: int | None = None,
+               cancel=None) -> np.ndarray:
     """Read a video file into float32 frames in [0, 1]: (T, size, size) or (T, size, size, 3) RGB.
 
-    Video files go through OpenCV; ``.npz`` (key ``frames``) and ``.npy`` clips hold arrays
-    (T, H, W[, C]) already in [0, 1] (uint8 arrays are scaled by 1/255). Raises
-    :class:`InputError` (one sentence) for a missing, corrupt or unreadable file and for a
-    clip with fewer than ``min_frames`` frames.
+    Video files go through OpenCV (each frame is cropped and resized as it is read);
+    ``.npz`` (key ``frames``) and ``.npy`` clips hold arrays (T, H, W[, C]) of uint8 0..255 or
+    values in [0, 1]. At most ``max_frames`` frames are read. ``cancel`` (a CancelToken) is
+    checked once per frame. Raises :class:`InputError` (one sentence) for a missing, corrupt
+    or unreadable file, values out of range, and a clip with fewer than ``min_frames`` frames.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"The video '{path}' does not exist.")
     if path.suffix.lower() in (".npz", ".npy"):
-        raw = _load_array_clip(path)
+        raw = _load_array_clip(path)[:max_frames]
+        frames = []
+        for f in raw:
+            if cancel is not None:
+                cancel.check()
+            frames.append(fit_frame(f, size, color))
     else:
-        raw = _load_cv2_clip(path, max_frames)
-    if max_frames is not None:
-        raw = raw[:max_frames]
-    if len(raw) < min_frames:
-        raise InputError(f"The video '{path}' has {len(raw)} frames but at least {min_frames} "
+        frames = _load_cv2_clip(path, size, color, max_frames, cancel)
+    if len(frames) < min_frames:
+        raise InputError(f"The video '{path}' has {len(frames)} frames but at least {min_frames} "
                          f"are needed (context + horizon).")
-    frames = []
-    for f in raw:
-        f = np.asarray(f, np.float32)
-        if f.ndim == 3 and f.shape[2] == 1:
-            f = f[..., 0]
-        if f.ndim == 3 and not color:
-            f = f.mean(axis=2)
-        elif f.ndim == 2 and color:
-            f = np.repeat(f[..., None], 3, axis=2)
-        frames.append(_square(f, size))
-    return np.clip(np.stack(frames), 0.0, 1.0).astype(np.float32)
+    return np.stack(frames).astype(np.float32, copy=False)
 
 
 def _load_array_clip(path: Path) -> np.ndarray:
+    """The raw (T, H, W[, C]) array of a .npz / .npy clip, uint8 or float in [0, 1]."""
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path) as z:
@@ -188,14 +212,20 @@ def _load_array_clip(path: Path) -> np.ndarray:
         raise InputError(f"The clip '{path}' must hold frames shaped (T, H, W) or (T, H, W, 3), "
                          f"not {arr.shape}.")
     if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all():
+        return arr
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"The clip '{path}' must hold numbers, not {arr.dtype}.")
+    if arr.size and not np.isfinite(arr).all():
         raise InputError(f"The clip '{path}' contains NaN or infinite values.")
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise InputError(f"The clip '{path}' has values from {float(arr.min()):g} to "
+                         f"{float(arr.max()):g}, but values must be in [0, 1] or uint8 0..255.")
     return arr
 
 
-def _load_cv2_clip(path: Path, max_frames: int | None) -> np.ndarray:
+def _load_cv2_clip(path: Path, size: int, color: bool, max_frames: int | None,
+                   cancel=None) -> list[np.ndarray]:
+    """Frames of a video file, each fitted (:func:`fit_frame`) as soon as it is decoded."""
     from engine._cv2 import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -205,22 +235,19 @@ def _load_cv2_clip(path: Path, max_frames: int | None) -> np.ndarray:
             raise InputError(f"The video '{path}' could not be opened: it is corrupt or not a "
                              f"video file.")
         while max_frames is None or len(frames) < max_frames:
+            if cancel is not None:
+                cancel.check()
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 break
-            rgb = bgr[..., ::-1] if bgr.ndim == 3 else bgr
-            frames.append(rgb.astype(np.float32) / 255.0)
+            rgb = bgr[..., ::-1] if bgr.ndim == 3 else bgr  # uint8
+            frames.append(fit_frame(rgb, size, color))
     finally:
         cap.release()
     if not frames:
         raise InputError(f"The video '{path}' has no readable frames: it is corrupt or not a "
                          f"video file.")
-    return np.stack(frames)
-
-
-def is_color(frames: np.ndarray) -> bool:
-    """True for (T, H, W, 3) clips."""
-    return frames.ndim == 4
+    return frames
 
 
 def to_channels(frames: np.ndarray) -> np.ndarray:

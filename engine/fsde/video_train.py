@@ -27,9 +27,59 @@ DEFAULT_TRAIN = {
 MOVING_DIGITS = "moving-digits"
 
 
+# allowed values per setting: (type, check, what the check means)
+_INT, _FLOAT, _BOOL, _STR = "an integer", "a number", "true or false", "a string"
+MODEL_RULES = {
+    "size": (_INT, lambda v: v >= 8 and v % 8 == 0, "a multiple of 8 (at least 8)"),
+    "channels": (_INT, lambda v: v in (1, 3), "1 (grey) or 3 (colour)"),
+    "latent_dim": (_INT, lambda v: v >= 1, "at least 1"),
+    "content_dim": (_INT, lambda v: v >= 1, "at least 1"),
+    "feat_dim": (_INT, lambda v: v >= 1, "at least 1"),
+    "hidden": (_INT, lambda v: v >= 1, "at least 1"),
+    "K": (_INT, lambda v: v >= 2, "at least 2 (use brownian = true for Brownian motion)"),
+    "kind": (_STR, lambda v: v in ("I", "II"), '"I" or "II"'),
+    "hurst": (_FLOAT, lambda v: 0 < v < 1, "strictly between 0 and 1"),
+    "learn_hurst": (_BOOL, None, ""),
+    "gamma_max": (_FLOAT, lambda v: 1 < v < float("inf"), "a finite number above 1"),
+    "brownian": (_BOOL, None, ""),
+    "T": (_FLOAT, lambda v: 0 < v < float("inf"), "a positive finite number"),
+    "context": (_INT, lambda v: v >= 3, "at least 3"),
+    "horizon": (_INT, lambda v: v >= 1, "at least 1"),
+    "substeps": (_INT, lambda v: v >= 1, "at least 1"),
+}
+TRAIN_RULES = {
+    "steps": (_INT, lambda v: v >= 1, "at least 1"),
+    "batch_size": (_INT, lambda v: v >= 1, "at least 1"),
+    "lr": (_FLOAT, lambda v: 0 < v < float("inf"), "a positive finite number"),
+    "seed": (_INT, lambda v: v >= 0, "at least 0"),
+    "n_digits": (_INT, lambda v: v in (1, 2), "1 or 2"),
+    "checkpoint_every": (_INT, lambda v: v >= 1, "at least 1"),
+    "grad_clip": (_FLOAT, lambda v: 0 < v < float("inf"), "a positive finite number"),
+}
+
+
+def _check(path: Path, table: str, values: dict, rules: dict) -> dict:
+    """``values`` with each setting checked against ``rules`` (floats converted to float)."""
+    out = {}
+    for key, value in values.items():
+        kind, ok, meaning = rules[key]
+        typed = {_INT: isinstance(value, int) and not isinstance(value, bool),
+                 _FLOAT: isinstance(value, (int, float)) and not isinstance(value, bool),
+                 _BOOL: isinstance(value, bool), _STR: isinstance(value, str)}[kind]
+        if not typed or (ok is not None and not ok(float(value) if kind == _FLOAT else value)):
+            need = kind + (f", {meaning}" if meaning else "")
+            raise InputError(f"The config '{path}' sets [{table}] {key} = {value!r}, but it must "
+                             f"be {need}.")
+        out[key] = float(value) if kind == _FLOAT else value
+    return out
+
+
 def read_config(path: str | Path | None) -> tuple[dict, dict]:
-    """(model overrides, training settings) from a TOML file with tables [model] and [train]."""
-    from engine.fsde.video_model import DEFAULT_CONFIG
+    """(model overrides, training settings) from a TOML file with tables [model] and [train].
+
+    Unknown settings, wrong types and out-of-range values raise :class:`InputError` (one
+    sentence naming the file); so does any setting the model itself rejects."""
+    from engine.fsde.video_model import DEFAULT_CONFIG, VideoSDE, make_config
 
     if path is None:
         return {}, dict(DEFAULT_TRAIN)
@@ -41,11 +91,22 @@ def read_config(path: str | Path | None) -> tuple[dict, dict]:
         raise InputError(f"The config '{path}' does not exist.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"The config '{path}' is not valid TOML ({err}).") from None
-    model, train = dict(raw.get("model", {})), {**DEFAULT_TRAIN, **raw.get("train", {})}
+    except OSError as err:
+        raise InputError(f"The config '{path}' could not be read ({err.strerror}).") from None
+    for table in ("model", "train"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise InputError(f"The config '{path}' must have [{table}] as a table.")
+    model, train = dict(raw.get("model", {})), dict(raw.get("train", {}))
     bad = (set(model) - set(DEFAULT_CONFIG)) | (set(train) - set(DEFAULT_TRAIN))
-    if bad or set(raw) - {"model", "train"}:
-        names = ", ".join(sorted(bad | (set(raw) - {"model", "train"})))
-        raise InputError(f"The config '{path}' has unknown settings: {names}.")
+    bad |= set(raw) - {"model", "train"}
+    if bad:
+        raise InputError(f"The config '{path}' has unknown settings: {', '.join(sorted(bad))}.")
+    model = _check(path, "model", model, MODEL_RULES)
+    train = {**DEFAULT_TRAIN, **_check(path, "train", train, TRAIN_RULES)}
+    try:  # whatever the model still rejects (a tiny network, built once on the CPU)
+        VideoSDE(make_config(**model))
+    except ValueError as err:
+        raise InputError(f"The config '{path}' has invalid model settings ({err}).") from None
     return model, train
 
 
@@ -64,6 +125,9 @@ class ClipSource:
             self.video = to_channels(windows(frames, self.length))  # (n, L, C, H, W)
         elif cfg["channels"] != 1:
             raise InputError("Moving digits are grayscale: set channels = 1 in the config.")
+        elif cfg["size"] not in (32, 64):
+            raise InputError(f"Moving digits come in sizes 32 and 64, not {cfg['size']}: set "
+                             f"size in the config.")
 
     def batch(self, step: int) -> np.ndarray:
         from engine.fsde.video_data import moving_digits, to_channels

@@ -25,6 +25,7 @@ RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "fsde"
 DEMO_MODEL = RESOURCES / "demo_model.pt"
 DEMO_CLIP = RESOURCES / "demo_clip.npz"
 DEMO_PREDICTION = RESOURCES / "demo_prediction.npz"
+MAX_FRAMES = 600  # frames read from an opened video (the clip is held in memory)
 VIDEO_FILTER = ("Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.gif);;"
                 "Clips and predictions (*.npz *.npy);;All files (*)")
 
@@ -239,21 +240,25 @@ class VideoWorkbench(Workbench):
         if self.model_path is not None:
             self.predict()
 
-    def open_video(self, path: str | Path) -> bool:
+    def open_video(self, path: str | Path):
+        """Show a prediction file at once, or read a video (at most ``MAX_FRAMES`` frames,
+        fitted to the model's size) as a job: returns the job, True/False for a prediction."""
         from engine.fsde.video_data import load_video
-        from engine.jobs import InputError
 
         path = Path(path)
         if path.suffix == ".npz" and self._is_prediction(path):
             return self.show_prediction_file(path)
         cfg = self._model_config() or {"size": 32, "channels": 1}
-        try:
-            frames = load_video(path, size=cfg["size"], color=cfg["channels"] == 3)
-        except InputError as err:
-            self.error.emit(str(err))
-            return False
-        self.set_clip(frames, path.name, str(path))
-        return True
+
+        def job(progress, cancel):
+            progress.update(0.0, f"reading {path.name}")
+            frames = load_video(path, size=cfg["size"], color=cfg["channels"] == 3,
+                                max_frames=MAX_FRAMES, cancel=cancel)
+            progress.done(f"{len(frames)} frames")
+            return frames
+
+        return self.jobs.start("Open video", job, on_failed=self.error.emit,
+                               on_done=lambda frames: self.set_clip(frames, path.name, str(path)))
 
     @staticmethod
     def _is_prediction(path: Path) -> bool:
@@ -393,9 +398,7 @@ class VideoWorkbench(Workbench):
             self.error.emit(f"The clip '{self.clip_name}' has {len(self.frames)} frames but "
                             f"{n + m} are needed (context + horizon).")
             return None
-        frames = self._frames_for_model()
-        if frames is None:
-            return None
+        frames = self._frames_for_model(n + m)
 
         def job(progress, cancel):
             progress.update(0.1, f"sampling {s} forecasts")
@@ -406,17 +409,13 @@ class VideoWorkbench(Workbench):
 
         return self.jobs.start("Predict", job, on_done=self.show_result)
 
-    def _frames_for_model(self) -> np.ndarray | None:
-        cfg = self.model.config
-        f = self.frames
-        want_colour = cfg["channels"] == 3
-        if (f.ndim == 4) != want_colour:
-            f = np.repeat(f[..., None], 3, axis=-1) if want_colour else f.mean(-1)
-        if f.shape[1] != cfg["size"]:
-            from engine.fsde.video_data import _square
+    def _frames_for_model(self, n_frames: int) -> np.ndarray:
+        """The first ``n_frames`` of the current clip as the model wants them:
+        (n_frames, size, size[, 3]) float32 in [0, 1]."""
+        from engine.fsde.video_data import fit_frames
 
-            f = np.stack([_square(x, cfg["size"]) for x in f])
-        return f.astype(np.float32)
+        cfg = self.model.config
+        return fit_frames(self.frames[:n_frames], cfg["size"], cfg["channels"] == 3)
 
     # ------------------------------------------------------------------ display
     def show_result(self, res: dict) -> None:
@@ -500,11 +499,19 @@ class VideoWorkbench(Workbench):
         if path:
             self.export_mp4(path)
 
-    def export_mp4(self, path: str | Path) -> None:
+    def _write_failed(self, path, err: OSError) -> None:
+        self.error.emit(f"Could not write '{path}' ({err.strerror or err}).")
+
+    def export_mp4(self, path: str | Path) -> bool:
         from engine.fsde.video_data import write_mp4
 
-        write_mp4(path, self.panel_images())
+        try:
+            write_mp4(path, self.panel_images())
+        except OSError as err:
+            self._write_failed(path, err)
+            return False
         self.readout.emit(f"wrote {path}")
+        return True
 
     def _export_png_dialog(self) -> None:
         if not self.shown or "mean" not in self.shown:
@@ -521,7 +528,11 @@ class VideoWorkbench(Workbench):
         paths = []
         for t, img in enumerate(self.panel_images()):
             p = folder / f"frame_{t:03d}.png"
-            write_png(p, img)
+            try:
+                write_png(p, img)
+            except OSError as err:
+                self._write_failed(p, err)
+                return paths
             paths.append(p)
         self.readout.emit(f"wrote {len(paths)} PNG frames into {folder}")
         return paths
