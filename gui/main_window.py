@@ -19,7 +19,8 @@ NIFTI_FILTER = "NIfTI images (*.nii *.nii.gz);;All files (*)"
 
 
 class JobRunner(QObject):
-    """Runs one job at a time in a worker thread and drives the window's progress bar.
+    """Runs jobs one at a time, in order, in a worker thread, and drives the window's progress
+    bar. A job started while another runs waits in a queue (and shows when it starts).
 
     ``start(title, fn, *args, on_done=..., on_failed=..., on_cancelled=..., **kwargs)``;
     ``fn`` follows the engine's job protocol (``progress=``, ``cancel=`` keywords).
@@ -33,16 +34,15 @@ class JobRunner(QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.current: JobThread | None = None
+        self.queue: list[JobThread] = []
 
     @property
     def busy(self) -> bool:
-        return self.current is not None
+        """A job is running or waiting."""
+        return self.current is not None or bool(self.queue)
 
     def start(self, title, fn, *args, on_done=None, on_failed=None, on_cancelled=None,
-              **kwargs) -> JobThread | None:
-        if self.current is not None:
-            self.failed.emit(f"'{self.current.title}' is still running; wait for it or cancel it.")
-            return None
+              **kwargs) -> JobThread:
         job = JobThread(title, fn, *args, **kwargs)
         job.progressed.connect(
             lambda f, m, eta: self.progressed.emit(f, f"{title}: {m}  (ETA {format_duration(eta)})"))
@@ -52,23 +52,30 @@ class JobRunner(QObject):
         if on_cancelled:
             job.cancelled.connect(on_cancelled)
         job.finished.connect(self._on_thread_finished)
-        self.current = job
-        self.started.emit(title)
-        job.start()
+        self.queue.append(job)
+        self._start_next()
         return job
 
     def cancel(self) -> None:
+        """Cancel the running job (queued ones still run)."""
         if self.current is not None:
             self.current.cancel()
 
     def wait(self, ms: int = 60000) -> bool:
         return self.current.wait(ms) if self.current is not None else True
 
+    def _start_next(self) -> None:
+        if self.current is None and self.queue:
+            self.current = self.queue.pop(0)
+            self.started.emit(self.current.title)
+            self.current.start()
+
     def _on_thread_finished(self) -> None:
         job, self.current = self.current, None
         if job is not None:
             job.deleteLater()
         self.ended.emit()
+        self._start_next()
 
 
 class MainWindow(QMainWindow):
@@ -222,6 +229,7 @@ class MainWindow(QMainWindow):
             box.open()
 
     def closeEvent(self, event) -> None:
+        self.jobs.queue.clear()
         self.jobs.cancel()
         self.jobs.wait(5000)
         super().closeEvent(event)

@@ -2,22 +2,8 @@
 import numpy as np
 import pytest
 from conftest import run_main
+from pvrnn_fixtures import TINY
 
-TINY = """seed = 2
-epochs = 15
-lr = 0.01
-beta = 0.001
-[[layers]]
-d = 6
-z = 1
-tau = 2.0
-w = 0.01
-[er]
-window = 4
-iterations = 3
-lr = 0.1
-horizon = 3
-"""
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +76,28 @@ def test_mismatched_dimension_at_predict_time(tmp_path, trained):
     r = run_main("pvrnn", "predict", "--model", tmp_path / "junk.pt", "--data",
                  tmp_path / "three.npy", "--out", tmp_path / "p.npz")
     _bad(r, "junk.pt")
+
+
+@pytest.mark.parametrize("body, words", [
+    ("[train]\nepochs = 3\n", ["unknown", "'train'"]),
+    ("er = 3\n", ["'er'", "[er] table"]),
+    ("[[layers]]\nd = 4.7\nz = 1\n", ["'d'", "integer", "4.7"]),
+    ("epochs = 10\nlerning_rate = 0.1\n", ["unknown", "'lerning_rate'"]),
+    ("[er]\nwindow = 3\nhorizn = 2\n", ["unknown", "'horizn'", "[er]"]),
+    ("seed = \"one\"\n", ["'seed'", "integer"]),
+    ("[lr]\nvalue = 1\n", ["'lr'", "a table"]),
+])
+def test_bad_config_files_are_one_sentence(tmp_path, trained, body, words):
+    (tmp_path / "bad.toml").write_text(body)
+    r = run_main("pvrnn", "train", "--data", trained / "data.csv", "--out", tmp_path / "m.pt",
+                 "--config", tmp_path / "bad.toml")
+    _bad(r, "bad.toml", *words)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_refuses_to_overwrite_a_file_that_is_not_a_checkpoint(tmp_path, trained):
+    (tmp_path / "notes.pt").write_text("my precious notes")
+    r = run_main("pvrnn", "train", "--data", trained / "data.csv", "--out", tmp_path / "notes.pt",
+                 "--config", trained / "tiny.toml")
+    _bad(r, "notes.pt", "not a PV-RNN checkpoint")
+    assert (tmp_path / "notes.pt").read_text() == "my precious notes"

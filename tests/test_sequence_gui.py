@@ -3,23 +3,8 @@ import numpy as np
 import pytest
 
 from gui.main_window import MainWindow
+from pvrnn_fixtures import TINY
 
-TINY = """seed = 1
-epochs = 25
-lr = 0.01
-beta = 0.001
-checkpoint_every = 1000
-[[layers]]
-d = 6
-z = 1
-tau = 2.0
-w = 0.01
-[er]
-window = 3
-iterations = 2
-lr = 0.1
-horizon = 4
-"""
 
 
 @pytest.fixture
@@ -36,8 +21,9 @@ def bench(qtbot):
 
 def test_demo_shows_a_finished_run_and_every_plot_follows_the_cursor(bench, qtbot):
     win, wb, errors = bench
-    wb.load_demo()
-    assert wb.result is not None and wb.checkpoint is not None and not errors
+    wb.load_demo()  # data loading runs as a job; the demo model and run follow it
+    qtbot.waitUntil(lambda: not win.jobs.busy and wb.result is not None, timeout=30000)
+    assert wb.checkpoint is not None and not errors
     N, T, D = wb.result["observed"].shape
     assert len(wb.channel_plots) == D == 2
     assert wb.timeline.length == T
@@ -68,16 +54,19 @@ def test_train_and_error_regression_jobs_then_save_and_export(bench, qtbot, tmp_
     X = np.stack([np.sin(t / 3 + p)[:, None] for p in (0.0, 1.0)])
     np.save(tmp_path / "s.npy", X)
     assert wb.set_data(tmp_path / "s.npy")
+    assert win.jobs.busy and wb.train_data is None  # loading runs as a job, off the GUI thread
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=30000)
+    assert wb.train_data[0].shape == (2, 30, 1)
     wb.config_edit.setPlainText(TINY)
     wb.start_training()
     qtbot.waitUntil(lambda: not win.jobs.busy and wb.checkpoint is not None
-                    and wb.checkpoint["epoch"] == 25, timeout=60000)
+                    and wb.checkpoint["epoch"] == 15, timeout=60000)
     assert not errors
-    assert len(wb.loss_plot.curves[0].getData()[0]) == 25
-    assert wb.window_spin.value() == 3 and wb.horizon_spin.value() == 4
+    assert len(wb.loss_plot.curves[0].getData()[0]) == 15
+    assert wb.window_spin.value() == 4 and wb.horizon_spin.value() == 3
     wb.start_er()
     qtbot.waitUntil(lambda: not win.jobs.busy and wb.result is not None, timeout=60000)
-    assert wb.result["predictions"].shape == (2, 30, 4, 1)
+    assert wb.result["predictions"].shape == (2, 30, 3, 1)
     assert wb.timeline.length == 30
     wb.save_model(tmp_path / "m.pt")
     assert wb.load_model(tmp_path / "m.pt")
@@ -87,17 +76,49 @@ def test_train_and_error_regression_jobs_then_save_and_export(bench, qtbot, tmp_
     assert not errors
 
 
-def test_bad_inputs_are_reported_as_one_sentence(bench, tmp_path):
+def test_bad_inputs_are_reported_as_one_sentence(bench, qtbot, tmp_path):
     win, wb, errors = bench
+
+    def idle():
+        qtbot.waitUntil(lambda: not win.jobs.busy, timeout=30000)
+
     np.save(tmp_path / "rank.npy", np.zeros((4, 2)))
-    assert not wb.set_data(tmp_path / "rank.npy")
-    assert errors and "rank.npy" in errors[-1]
+    wb.set_data(tmp_path / "rank.npy")
+    idle()
+    assert errors and "rank.npy" in errors[-1] and wb.train_data is None
     wb.load_bundled("Synthetic PFSM patterns")
+    idle()
+    assert wb.train_data is not None
     wb.config_edit.setPlainText("epochs = [")
     wb.start_training()
     assert "not valid TOML" in errors[-1] and not win.jobs.busy
+    # wrong types and unknown names in the editor: one sentence, no exception out of the slot
+    for text, words in (("[train]\nepochs = 3\n", ("unknown", "'train'")),
+                        ("er = 3\n", ("'er'", "[er] table")),
+                        ("[[layers]]\nd = 4.7\n", ("'d'", "integer", "4.7"))):
+        wb.config_edit.setPlainText(text)
+        n = len(errors)
+        wb.train_btn.click()
+        assert len(errors) == n + 1 and not win.jobs.busy
+        assert errors[-1].startswith("The configuration") and "Traceback" not in errors[-1]
+        assert all(w in errors[-1] for w in words), errors[-1]
     np.save(tmp_path / "three.npy", np.zeros((1, 8, 3)))
     wb.load_demo()
+    idle()
     wb.set_data(tmp_path / "three.npy")
+    idle()
     wb.start_er()
     assert "3 dimensions" in errors[-1] and not win.jobs.busy
+
+
+def test_save_and_export_errors_are_one_sentence(bench, qtbot, tmp_path):
+    win, wb, errors = bench
+    wb.load_demo()
+    qtbot.waitUntil(lambda: not win.jobs.busy and wb.result is not None, timeout=30000)
+    (tmp_path / "plain_file").write_text("x")
+    missing = tmp_path / "plain_file"  # a file where a folder is needed: OSError on write
+    assert not wb.save_model(missing / "m.pt")
+    assert "Cannot save the model" in errors[-1] and "m.pt" in errors[-1]
+    assert not wb.export_to(missing / "p.npz")
+    assert "Cannot export the predictions" in errors[-1] and "p.npz" in errors[-1]
+    assert (tmp_path / "plain_file").read_text() == "x"

@@ -98,3 +98,16 @@ def test_status_bar_shows_only_current_workbench_readout(qtbot):
     assert win.readout_label.text() == "IJK 1 2 3"
     win.tabs.setCurrentWidget(win.workbenches["video"])
     assert win.readout_label.text() == "frame 3"
+
+
+def test_jobs_started_while_busy_run_in_order(qtbot):
+    from gui.main_window import MainWindow
+
+    win = MainWindow(show_dialogs=False)
+    qtbot.addWidget(win)
+    order = []
+    win.jobs.start("first", slow_job, steps=10, on_done=lambda _: order.append("first"))
+    win.jobs.start("second", slow_job, steps=2, on_done=lambda _: order.append("second"))
+    assert win.jobs.busy and len(win.jobs.queue) == 1
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=10000)
+    assert order == ["first", "second"]

@@ -8,7 +8,7 @@ regression defaults used by ``pvrnn predict`` and the workbench.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.jobs import InputError
@@ -47,16 +47,20 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "configuration") -> "Config":
-        try:
-            d = dict(d)
-            layers = [LayerConfig(**{k: type(getattr(LayerConfig, k))(v) for k, v in lay.items()})
-                      for lay in d.pop("layers", [asdict(x) for x in cls().layers])]
-            er = ERConfig(**{k: type(getattr(ERConfig, k))(v) for k, v in d.pop("er", {}).items()})
-            base = cls()
-            kw = {k: type(getattr(base, k))(v) for k, v in d.items()}
-            cfg = cls(layers=layers, er=er, **kw)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"{source} has an invalid entry: {err}.") from None
+        """Build from a TOML-like dict: unknown keys and wrong types raise one InputError."""
+        if not isinstance(d, dict):
+            raise InputError(f"{source} is not a table of settings.")
+        d = dict(d)
+        layers = d.pop("layers", [asdict(x) for x in cls().layers])
+        if not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+            raise InputError(f"{source}: 'layers' must be a list of [[layers]] tables.")
+        layers = [_scalars(LayerConfig, lay, f"[[layers]] {i}", source)
+                  for i, lay in enumerate(layers, 1)]
+        er = d.pop("er", {})
+        if not isinstance(er, dict):
+            raise InputError(f"{source}: 'er' must be an [er] table, not {type(er).__name__}.")
+        er = _scalars(ERConfig, er, "[er]", source)
+        cfg = _scalars(cls, d, "the top level", source, layers=layers, er=er)
         cfg.validate(source)
         return cfg
 
@@ -90,6 +94,27 @@ class Config:
         out += ["[er]  # error regression defaults", f"window = {e.window}",
                 f"iterations = {e.iterations}", f"lr = {e.lr!r}", f"horizon = {e.horizon}", ""]
         return "\n".join(out)
+
+
+def _scalars(kind, table: dict, where: str, source: str, **given):
+    """``kind(**table)`` for a dataclass of int / float scalars, checking names and types:
+    ints must be integers (4.7 is refused, not truncated), floats may be ints or floats."""
+    scalar = {f.name: type(getattr(kind(), f.name)) for f in fields(kind) if f.name not in given}
+    unknown = sorted(set(table) - set(scalar))
+    if unknown:
+        raise InputError(f"{source} has unknown setting(s) {', '.join(map(repr, unknown))} in "
+                         f"{where} (known: {', '.join(sorted(set(scalar) | set(given)))}).")
+    kw = {}
+    for k, v in table.items():
+        want = scalar[k]
+        ok = (isinstance(v, int) and not isinstance(v, bool)
+              or want is float and isinstance(v, float))
+        if not ok:
+            shown = "a table" if isinstance(v, (dict, list)) else repr(v)
+            raise InputError(f"{source}: '{k}' in {where} must be "
+                             f"{'an integer' if want is int else 'a number'}, not {shown}.")
+        kw[k] = want(v)
+    return kind(**kw, **given)
 
 
 def load_config(path: str | Path | None) -> Config:

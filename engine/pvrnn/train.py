@@ -64,13 +64,13 @@ def _train(X: np.ndarray, lengths: np.ndarray, cfg: Config, out: str | Path | No
     N, T, D = X.shape
     sha = data_fingerprint(X, lengths)
     state = None
-    if out is not None and resume and Path(out).exists():
+    if out is not None and Path(out).exists():
         try:
             old = load_checkpoint(out)
         except InputError:
-            old = None
-        if old is not None and old["data_sha"] == sha and _same_setup(old["config"],
-                                                                     cfg.to_dict()):
+            raise InputError(f"Output file '{out}' already exists and is not a PV-RNN "
+                             "checkpoint; refusing to overwrite it.") from None
+        if resume and old["data_sha"] == sha and _same_setup(old["config"], cfg.to_dict()):
             state = old
     if state is not None:
         lo, hi = state["scale_lo"].numpy(), state["scale_hi"].numpy()

@@ -190,18 +190,29 @@ class SequenceWorkbench(Workbench):
     def load_bundled(self, name: str) -> None:
         train_path, test_path = BUNDLED[name]
         self.bundled.setCurrentText(name)
-        self.set_data(train_path, test_path, name)
+        self._load_bundled_now(train_path, test_path, name)
 
-    def set_data(self, train_path, test_path=None, name=None) -> bool:
-        from engine.pvrnn.data import load_sequences
-
+    def _load_bundled_now(self, train_path, test_path, name, then=None) -> bool:
+        """Bundled sets are small .npy files (milliseconds): load them here, not as a job,
+        so the demo does not compete for the single job slot at start-up."""
         try:
-            X, lengths = load_sequences(train_path)
-            test = load_sequences(test_path) if test_path else (X, lengths)
+            res = _load_pair(train_path, test_path)
         except InputError as err:
             self.error.emit(str(err))
             return False
+        self._data_loaded(res, test_path, name, then)
+        return True
+
+    def set_data(self, train_path, test_path=None, name=None, then=None) -> bool:
+        """Load the sequences in a job (CSV parsing can be slow); ``then()`` runs after a
+        successful load. Returns whether the job started; errors arrive as one sentence."""
         name = name or Path(train_path).name
+        job = self.jobs.start("Loading sequences", _load_pair, train_path, test_path,
+                              on_done=lambda res: self._data_loaded(res, test_path, name, then))
+        return job is not None
+
+    def _data_loaded(self, res, test_path, name, then=None) -> None:
+        (X, lengths), test = res
         self.train_data = (X, lengths, name)
         self.test_data = (test[0], test[1], name + (" (test split)" if test_path else ""))
         self.data_label.setText(
@@ -209,7 +220,8 @@ class SequenceWorkbench(Workbench):
             f"{X.shape[2]} channels; error regression on {test[0].shape[0]} sequences"
             + (" (the held-out split)" if test_path else " (the same file)"))
         self.readout.emit(f"data: {name}")
-        return True
+        if then is not None:
+            then()
 
     def _open_data_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open sequences", "",
@@ -270,11 +282,16 @@ class SequenceWorkbench(Workbench):
         if path:
             self.save_model(path)
 
-    def save_model(self, path) -> None:
+    def save_model(self, path) -> bool:
         from engine.pvrnn.train import save_checkpoint
 
-        save_checkpoint(self.checkpoint, path)
+        try:
+            save_checkpoint(self.checkpoint, path)
+        except OSError as err:
+            self.error.emit(f"Cannot save the model to '{path}': {err.strerror or err}.")
+            return False
         self.readout.emit(f"saved the model to {path}")
+        return True
 
     # ------------------------------------------------------------------ training
     def current_config(self):
@@ -454,23 +471,49 @@ class SequenceWorkbench(Workbench):
         if path:
             self.export_to(path)
 
-    def export_to(self, path) -> None:
+    def export_to(self, path) -> bool:
         from db.atomic import write_npz
 
-        write_npz(path, **{k: np.asarray(v) for k, v in self.result.items()})
+        try:
+            write_npz(path, **{k: np.asarray(v) for k, v in self.result.items()})
+        except OSError as err:
+            self.error.emit(f"Cannot export the predictions to '{path}': {err.strerror or err}.")
+            return False
         self.readout.emit(f"exported predictions to {path}")
+        return True
 
     def load_demo(self) -> None:
         """The bundled synthetic set, the demo model and its precomputed ER run."""
         pv = RES / "pvrnn"
         name = "Synthetic PFSM patterns"
-        if not self.set_data(*BUNDLED[name], name):
-            return
-        if (pv / "demo_model.pt").exists():
-            self.load_model(pv / "demo_model.pt")
-        if (pv / "demo_pred.npz").exists():
-            self.load_result(pv / "demo_pred.npz")
-            self.timeline.set_index(min(70, self.timeline.length - 1))
+
+        def then() -> None:
+            if (pv / "demo_model.pt").exists():
+                self.load_model(pv / "demo_model.pt")
+            if (pv / "demo_pred.npz").exists():
+                self.load_result(pv / "demo_pred.npz")
+                self.timeline.set_index(min(70, self.timeline.length - 1))
+
+        self.bundled.setCurrentText(name)
+        self._load_bundled_now(*BUNDLED[name], name, then=then)
+
+
+def _load_pair(train_path, test_path, *, progress=None, cancel=None):
+    """Job: ((X (N, T, D), lengths (N,)), test pair); the test pair is the training one
+    when ``test_path`` is None."""
+    from engine.jobs import CancelToken, Progress
+    from engine.pvrnn.data import load_sequences
+
+    progress = progress or Progress()
+    cancel = cancel or CancelToken()
+
+    progress.update(0.0, "reading the training sequences")
+    train = load_sequences(train_path)
+    cancel.check()
+    progress.update(0.5, "reading the test sequences")
+    test = load_sequences(test_path) if test_path else train
+    progress.done()
+    return train, test
 
 
 def _spin(lo: int, hi: int, value: int) -> QSpinBox:
