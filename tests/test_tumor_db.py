@@ -181,9 +181,12 @@ def test_faiss_returns_exact_nearest_for_member_queries(ref_db):
     q = d.embed(core, whole)
     dist, found = d.search(q, 5)
     stored = d.stored_embeddings()
-    brute = ((q[:, None, :] - stored[None, :, :]) ** 2).sum(-1)
+    brute = 1.0 - q @ stored.T                         # distance = 1 - inner product
     assert np.allclose(dist[:, 0], brute.min(axis=1), atol=1e-3)
-    assert np.allclose(dist[:, 0], 0, atol=1e-3)
+    assert np.all(np.diff(dist, axis=1) >= -1e-6)
+    # a member's distance to itself: 1 - |e|^2 = 0 with a core, 1/2 without (empty core block)
+    has_core = core.reshape(len(ids), -1).any(axis=1)
+    assert np.allclose(dist[has_core, 0], 0, atol=1e-3)
     # the hit is the member itself, or a snapshot with identical masks (exact tie)
     for i, j in zip(ids, found[:, 0]):
         if i != j:
@@ -191,6 +194,33 @@ def test_faiss_returns_exact_nearest_for_member_queries(ref_db):
             cj, wj = d.masks([j])
             assert np.array_equal(ci, cj) and np.array_equal(wi, wj)
     assert np.mean(found[:, 0] == ids) > 0.9
+
+
+def test_embedding_inner_product_is_mean_cosine_of_pooled_masks(ref_db):
+    """On the tiny database the PCA keeps every direction, so the index's inner products are
+    the mean of the cosines of the pooled core and whole-tumor masks (the search ranks by
+    them), and a query's embedding equals the stored one of the same masks."""
+    d = TumorDatabase.open(ref_db)
+    ids = np.arange(0, len(d), 5)
+    core, whole = d.masks(ids)
+    n = len(ids)
+    flat_c = core.reshape(n, -1)[:, d.brain_index].astype(np.float64)
+    flat_w = whole.reshape(n, -1)[:, d.brain_index].astype(np.float64)
+    pool = d._emb.pool_brain_T.toarray().T                    # (n_brain, D) 0/1
+
+    def cosines(m):
+        x = m @ pool
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x @ x.T
+
+    cos = 0.5 * (cosines(flat_c) + cosines(flat_w))
+    e = d.embed(core, whole)
+    assert np.allclose(e, d.stored_embeddings()[ids], atol=1e-4)
+    assert np.allclose(e @ e.T, cos, atol=1e-3)
+    dist, found = d.search(e[:1], 3, ids=ids[1:])         # id subset: never the query itself
+    assert np.isin(found, ids[1:]).all()
+    assert np.allclose(dist[0], 1 - cos[0, np.searchsorted(ids, found[0])], atol=1e-3)
+    assert np.all(np.diff(dist[0]) >= -1e-6)
 
 
 def test_columns_and_masks_are_consistent(ref_db):

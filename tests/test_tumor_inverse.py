@@ -126,6 +126,21 @@ def test_faiss_rerank_matches_brute_force_with_full_k(db, fine_case):
     small = inverse.fit(db, obs, prepared=prep, top_k=5, refine=False)
     assert small.score <= bf["score"][0] + 1e-12
     assert bf["score"][0] - small.score < 0.05
+    # the sparse exact-Dice kernel (observed voxels + stored volumes) gives the same Dice
+    sp = inverse.brute_force(db, core, whole, kernel="sparse")
+    for k in ("dice_core", "dice_whole"):
+        a = np.empty(len(db))
+        a[bf["ids"]] = bf[k]
+        b = np.empty(len(db))
+        b[sp["ids"]] = sp[k]
+        assert np.allclose(a, b, atol=1e-12), k
+    # a core outside the whole tumor and masks off the brain are handled like the full kernel
+    odd_core = np.roll(core, 2, axis=0)
+    ids = np.arange(0, len(db), 3)
+    for c, w in ((odd_core, whole), (core, np.ones_like(whole))):
+        f = inverse.score_snapshots(db, ids, c, w, "full")
+        g = inverse.score_snapshots(db, ids, c, w, "sparse")
+        assert np.allclose(f, g, atol=1e-12)
 
 
 def test_query_prefilter_keeps_every_overlapping_snapshot(db, fine_case, same_grid_case):
@@ -141,9 +156,19 @@ def test_query_prefilter_keeps_every_overlapping_snapshot(db, fine_case, same_gr
         assert np.allclose(emb, db.embed(core[None], whole[None]), atol=1e-4)
         dist, ids = inverse.search(db, emb, 10, allowed)
         assert np.isin(ids, allowed).all() and np.all(np.diff(dist) >= 0)
+        d_sel, i_sel = db.search(emb, 10, ids=allowed)      # the public id-subset search
+        assert np.array_equal(i_sel[0], ids)
         d_all, i_all = db.search(emb, len(db))
         # the same distances as the unrestricted search filtered afterwards
         assert np.allclose(dist, d_all[0][np.isin(i_all[0], allowed)][:len(ids)], atol=1e-3)
+        # quantized storage = concentration, and the re-rank's Dice = Dice of db.masks
+        q = db.quantized(ids[::-1])
+        u = db.concentration(ids[::-1]).reshape(len(ids), -1)[:, db.brain_index]
+        assert q.dtype == np.uint8 and np.array_equal(q.astype(np.float32) / 255, u)
+        dc, dw = inverse.score_snapshots(db, ids, core, whole)
+        mc, mw = db.masks(ids)
+        assert np.allclose(dw, inverse.dice(mw.reshape(len(ids), -1), whole.ravel()))
+        assert np.allclose(dc, inverse.dice(mc.reshape(len(ids), -1), core.ravel()))
 
 
 def test_dimensional_matches_the_solver():

@@ -23,11 +23,11 @@ from engine.jobs import InputError
 from engine.tumor.anatomy import load_anatomy
 
 THRESHOLDS = {"core": 0.6, "whole": 0.2}
-CODE_VERSION = "tumor-db-1"        # bump when the solver, sampling or storage changes
+CODE_VERSION = "tumor-db-2"        # bump when the solver, sampling, storage or embedding changes
 LAMBDA_RANGE_MM = (10 * np.sqrt(0.0002 / 0.2), 10 * np.sqrt(0.015 / 0.002))   # 0.32 .. 27.4
 VOL_MIN_CM3 = 1.0
 VOL_MAX_BRAIN_FRACTION = 1.0 / 3.0
-EMBED_DIM = 64
+EMBED_DIM = 256                    # uncentred PCA components (the index is IndexFlatIP)
 EMBED_CELL_MM = 8.0                # embedding pools masks into cells of about this size
 
 
@@ -320,7 +320,7 @@ def _finish_index(store: TumorStore, manifest: dict, anatomy, progress, cancel) 
         feats.append(emb.features_from_q(np.asarray(q[pick])))
     cancel.check()
     emb.fit(np.concatenate(feats))
-    index = faiss.IndexFlatL2(emb.dim)
+    index = faiss.IndexFlatIP(emb.dim)
     for i, b in enumerate(batches):
         index.add(emb.project(emb.features_from_q(np.asarray(store.load_shard(int(b))))))
         if i % 16 == 0:
@@ -330,13 +330,20 @@ def _finish_index(store: TumorStore, manifest: dict, anatomy, progress, cancel) 
     idx_sha = store.save_index(faiss.serialize_index(index).tobytes())
     manifest = dict(manifest, complete=True, n_runs=int(n_runs), n_snapshots=int(n_snap),
                     n_batches=int(len(batches)), embedding_dim=int(emb.dim),
-                    index_sha256=idx_sha, embedding_sha256=emb_sha, index_type="IndexFlatL2")
+                    index_sha256=idx_sha, embedding_sha256=emb_sha, index_type="IndexFlatIP")
     store.write_manifest(manifest)
     return manifest
 
 
 class Embedder:
-    """Core and whole-tumor masks pooled into ~8 mm cells (fraction of each cell), then PCA.
+    """Core and whole-tumor masks pooled into ~8 mm cells (voxel counts per cell), each of the
+    two blocks scaled to unit L2 norm times sqrt(1/2), then projected on uncentred PCA axes.
+
+    The inner product of two such feature vectors is the mean of the cosine similarities of
+    the pooled core and whole-tumor masks (an empty block counts 0), a close stand-in for the
+    mean of the two Dice (for binary masks cosine = |A & B| / sqrt(|A| |B|) >= Dice); the
+    index ranks by that inner product in the PCA subspace (IndexFlatIP), and the search
+    returns distance = 1 - inner product.
 
     features: (n, 2 D) float32, D = pooled cells touching the brain; embedding: (n, d)."""
 
@@ -352,49 +359,70 @@ class Embedder:
         used = np.unique(cid[brain])
         col = np.full(int(np.prod(cshape)), -1)
         col[used] = np.arange(len(used))
-        cols = col[cid]
-        keep = cols >= 0
+        self.cell_of = col[cid]              # (X*Y*Z,) pooled cell of each voxel, -1: none
+        self.n_cells = len(used)
+        keep = self.cell_of >= 0
         rows = np.flatnonzero(keep)
-        self.pool = sparse.csr_matrix(
-            (np.full(len(rows), 1.0 / f ** 3, np.float32), (rows, cols[keep])),
-            shape=(brain.size, len(used)))
-        self.pool_brain = self.pool[np.flatnonzero(brain)]
+        pool = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, self.cell_of[keep])),
+                                 shape=(brain.size, len(used)))
+        self.pool_brain_T = pool[np.flatnonzero(brain)].T.tocsr()    # (D, n_brain)
         self.q_core = quant_threshold(THRESHOLDS["core"])
         self.q_whole = quant_threshold(THRESHOLDS["whole"])
-        self.mean = self.components = None
+        self.components = self._components_T = None
         if state is not None:
-            self.mean, self.components = state["mean"], state["components"]
+            self._set(state["components"])
+
+    def _set(self, components: np.ndarray) -> None:
+        self.components = np.ascontiguousarray(components, dtype=np.float32)     # (d, 2 D)
+        self._components_T = np.ascontiguousarray(self.components.T)             # (2 D, d)
 
     @property
     def dim(self) -> int:
         return int(self.components.shape[0])
 
+    @staticmethod
+    def _normalize(c: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Cell counts (n, D) x2 -> (n, 2 D) float32, each block of norm sqrt(1/2) (or 0)."""
+        out = []
+        for x in (c, w):
+            x = np.asarray(x, dtype=np.float32)
+            nrm = np.linalg.norm(x, axis=1, keepdims=True)
+            out.append(x * (np.float32(np.sqrt(0.5)) / np.maximum(nrm, np.float32(1e-12))))
+        return np.hstack(out).astype(np.float32)
+
     def features(self, core: np.ndarray, whole: np.ndarray) -> np.ndarray:
-        """core, whole (n, X, Y, Z) bool -> (n, 2 D) float32."""
+        """core, whole (n, X, Y, Z) bool -> (n, 2 D) float32 (counts by bincount over the
+        tumor voxels only: cheap for one observed tumor)."""
         n = len(core)
-        c = np.asarray(core, dtype=np.float32).reshape(n, -1)
-        w = np.asarray(whole, dtype=np.float32).reshape(n, -1)
-        return np.hstack([self.pool.T.dot(c.T).T, self.pool.T.dot(w.T).T]).astype(np.float32)
+        counts = []
+        for m in (core, whole):
+            m = np.asarray(m, dtype=bool).reshape(n, -1)
+            row, vox = np.nonzero(m)
+            cells = self.cell_of[vox]
+            ok = cells >= 0
+            flat = np.bincount(row[ok] * self.n_cells + cells[ok],
+                               minlength=n * self.n_cells)
+            counts.append(flat.reshape(n, self.n_cells))
+        return self._normalize(*counts)
 
     def features_from_q(self, q: np.ndarray) -> np.ndarray:
         """q (n, n_brain) uint8 stored snapshots -> (n, 2 D) float32."""
         c = (q >= self.q_core).astype(np.float32)
         w = (q >= self.q_whole).astype(np.float32)
-        return np.hstack([self.pool_brain.T.dot(c.T).T,
-                          self.pool_brain.T.dot(w.T).T]).astype(np.float32)
+        return self._normalize(self.pool_brain_T.dot(c.T).T, self.pool_brain_T.dot(w.T).T)
 
     def fit(self, feats: np.ndarray) -> None:
-        """PCA by a randomized range finder (fixed seed, 4 power iterations): the top
-        components of (n, 2 D) features in O(n D d) instead of an O(n^3) eigensolver.
-        Done in torch on one thread (BLAS thread pools thrash on a busy machine)."""
+        """Uncentred PCA (the top right singular vectors of the (n, 2 D) features, so inner
+        products are preserved) by a randomized range finder (fixed seed, 4 power
+        iterations) in O(n D d) instead of an O(n^3) eigensolver. Done in torch on one thread
+        (BLAS thread pools thrash on a busy machine)."""
         from engine._torch import torch
 
-        self.mean = feats.mean(axis=0).astype(np.float32)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            x = torch.from_numpy(np.ascontiguousarray(feats - self.mean, dtype=np.float64))
-            d = max(1, min(EMBED_DIM, x.shape[0] - 1, x.shape[1]))
+            x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float64))
+            d = max(1, min(EMBED_DIM, x.shape[0], x.shape[1]))
             k = min(d + 16, min(x.shape))
             gen = torch.Generator().manual_seed(0)
             q = torch.linalg.qr(x @ torch.randn(x.shape[1], k, generator=gen,
@@ -407,13 +435,23 @@ class Embedder:
             torch.set_num_threads(threads)
         comp = comp * np.where(comp[np.arange(d), np.abs(comp).argmax(axis=1)] < 0,
                                -1, 1)[:, None]
-        self.components = comp.astype(np.float32)
+        self._set(comp)
 
     def project(self, feats: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((feats - self.mean) @ self.components.T, dtype=np.float32)
+        """(n, 2 D) -> (n, d) float32. A few rows (a query) are projected through their nonzero
+        columns only with einsum: no multi-threaded BLAS call, which waited ~15 ms for a free
+        core on a busy machine; many rows (building the index) with one float32 matmul."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if len(feats) <= 8:
+            out = np.empty((len(feats), self.dim), dtype=np.float32)
+            for n, row in enumerate(feats):
+                nz = np.flatnonzero(row)
+                out[n] = np.einsum("j,jk->k", row[nz], self._components_T[nz])
+            return out
+        return np.ascontiguousarray(feats @ self._components_T, dtype=np.float32)
 
     def state(self) -> dict:
-        return {"mean": self.mean, "components": self.components}
+        return {"components": self.components}
 
 
 class TumorDatabase:
@@ -495,20 +533,34 @@ class TumorDatabase:
     def __len__(self) -> int:
         return len(self._batch)
 
-    def _q(self, ids) -> np.ndarray:
-        """Stored uint8 values (n, n_brain) of snapshot ids."""
+    @property
+    def brain_index(self) -> np.ndarray:
+        """(n_brain,) int64: flat indices (C order) into the (X, Y, Z) grid of the stored
+        values' columns (the voxels of anatomy.brain)."""
+        return self._brain_idx
+
+    def quantized(self, ids, columns=None) -> np.ndarray:
+        """Stored values (n, n_brain) uint8 of snapshot ids: u = q / 255 over ``brain_index``
+        (a threshold t becomes q >= quant_threshold(t)). ``columns``: optional (m,) positions
+        into ``brain_index`` -> (n, m), read without copying whole rows. Gathered per shard."""
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-        out = np.empty((len(ids), len(self._brain_idx)), dtype=np.uint8)
-        for n, i in enumerate(ids):
-            b = int(self._batch[i])
+        cols = None if columns is None else np.asarray(columns, dtype=np.int64)
+        width = len(self._brain_idx) if cols is None else len(cols)
+        out = np.empty((len(ids), width), dtype=np.uint8)
+        batch = self._batch[ids]
+        for b in np.unique(batch):
+            b = int(b)
             if b not in self._shards:
                 self._shards[b] = self._store.load_shard(b)
-            out[n] = self._shards[b][self._local[i]]
+            sel = np.flatnonzero(batch == b)
+            rows = self._local[ids[sel]]
+            out[sel] = (self._shards[b][rows] if cols is None
+                        else self._shards[b][rows[:, None], cols[None, :]])
         return out
 
     def concentration(self, ids) -> np.ndarray:
         """(n, X, Y, Z) float32 in [0, 1] (quantized to 1/255)."""
-        q = self._q(ids)
+        q = self.quantized(ids)
         out = np.zeros((len(q), int(np.prod(self.anatomy.shape))), dtype=np.float32)
         out[:, self._brain_idx] = q.astype(np.float32) / np.float32(255)
         return out.reshape((len(q),) + tuple(self.anatomy.shape))
@@ -530,10 +582,28 @@ class TumorDatabase:
             core, whole = core[None], whole[None]
         return self._emb.project(self._emb.features(core, whole))
 
-    def search(self, embedding, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact L2 nearest snapshots: distances (squared L2), ids, both (n, k)."""
+    def search(self, embedding, k: int, ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact nearest snapshots by inner product of the embeddings, among all snapshots or
+        only the snapshot ``ids`` (a FAISS IDSelectorBitmap, ~2x faster than IDSelectorBatch).
+        embedding (n, d) or (d,) -> distances = 1 - inner product (ascending), ids; both
+        (n, k') with k' = min(k, snapshots searched); ids -1 (distance inf) pad short rows."""
+        from engine._faiss import faiss
+
         x = np.ascontiguousarray(np.atleast_2d(embedding), dtype=np.float32)
-        return self._index.search(x, int(min(k, len(self))))
+        if ids is None:
+            sim, found = self._index.search(x, int(min(k, len(self))))
+        else:
+            member = np.zeros(len(self), dtype=bool)
+            member[np.asarray(ids, dtype=np.int64)] = True
+            n_ids = int(member.sum())
+            if n_ids == 0 or k < 1:
+                return np.zeros((len(x), 0), np.float32), np.zeros((len(x), 0), np.int64)
+            bits = np.packbits(member, bitorder="little")      # kept alive during the search
+            sel = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bits))
+            sim, found = self._index.search(x, int(min(k, n_ids)),
+                                            params=faiss.SearchParameters(sel=sel))
+        dist = np.where(found >= 0, 1.0 - sim, np.inf).astype(np.float32)
+        return dist, found
 
     def stored_embeddings(self) -> np.ndarray:
         """(n_snapshots, d) float32: the vectors in the index (for brute-force comparisons)."""
