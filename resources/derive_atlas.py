@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Derive resources/atlas/atlas_{2,3,4,8}mm.npz from the MNI ICBM152 2009 tissue maps in nilearn.
+"""Derive resources/atlas/atlas_{1.5,2,3,4,8}mm.npz from the MNI ICBM152 2009 tissue maps in nilearn.
 
 Source: ``nilearn/datasets/data/mni_icbm152_{gm,wm}_tal_nlin_sym_09a_converted.nii.gz``
 (197x233x189 voxels of 1 mm, uint8 probabilities 0..255, RAS+ affine to MNI mm).
@@ -8,6 +8,9 @@ box of the tissue (gm + wm > 0) plus a margin of f voxels, pad to a multiple of 
 every f x f x f block (area average = partial-volume fraction), store uint8 round(255 p).
 The coarse voxel (i, j, k) is the mean of 1 mm voxels f*i .. f*i+f-1 (after the crop), so its
 centre is at 1 mm index start + f*i + (f-1)/2: ``affine = A1 @ T(start + (f-1)/2) @ S(f)``.
+A half-integer spacing (1.5 mm) first splits every 1 mm voxel into 2x2x2 voxels of 0.5 mm
+(exact, values repeated; half-voxel h is centred at 1 mm index h/2 - 1/4) and then averages
+blocks of 2f half-voxels, which is the same area average.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "atlas"
-SPACINGS_MM = (2, 3, 4, 8)
+SPACINGS_MM = (1.5, 2, 3, 4, 8)
 
 PROVENANCE = """# MNI ICBM152 2009 tissue probability maps, downsampled
 
@@ -87,6 +90,18 @@ def derive(gm: np.ndarray, wm: np.ndarray, affine1: np.ndarray, f: int) -> dict:
     return out
 
 
+def _split(vol: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) 1 mm -> (2X, 2Y, 2Z) 0.5 mm with each value repeated (exact)."""
+    return vol.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+
+
+def _half_voxels() -> np.ndarray:
+    """0.5 mm voxel index -> 1 mm voxel index: h / 2 - 1/4."""
+    m = np.diag([0.5, 0.5, 0.5, 1.0])
+    m[:3, 3] = -0.25
+    return m
+
+
 def main() -> int:
     import nibabel as nib
     import nilearn
@@ -103,8 +118,12 @@ def main() -> int:
     rows = ["\n  | file | shape | voxels with gm+wm >= 0.5 | sha256 (first 16) |",
             "  |---|---|---|---|"]
     for f in SPACINGS_MM:
-        d = derive(gm, wm, img_gm.affine, f)
-        path = OUT / f"atlas_{f}mm.npz"
+        if float(f).is_integer():
+            d = derive(gm, wm, img_gm.affine, int(f))
+        else:  # split into 0.5 mm voxels, then average blocks of 2f of them
+            half = img_gm.affine @ _half_voxels()
+            d = derive(_split(gm), _split(wm), half, int(round(2 * f)))
+        path = OUT / f"atlas_{f:g}mm.npz"
         write_npz(path, wm=d["wm"], gm=d["gm"], affine=d["affine"])
         n_brain = int(((d["wm"].astype(int) + d["gm"]) >= 128).sum())
         sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]

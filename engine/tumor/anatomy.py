@@ -79,7 +79,7 @@ def available_spacings() -> list[float]:
 
 @functools.lru_cache(maxsize=8)
 def load_anatomy(spacing_mm: float) -> Anatomy:
-    """The MNI anatomy at ``spacing_mm`` (one of the derived grids: 2, 3, 4, 8 mm)."""
+    """The MNI anatomy at ``spacing_mm`` (one of the derived grids: 1.5, 2, 3, 4, 8 mm)."""
     spacing = float(spacing_mm)
     path = ATLAS_DIR / f"atlas_{spacing:g}mm.npz"
     if not path.is_file():
