@@ -119,9 +119,9 @@ def latency_section(quick: bool) -> None:
                                iterations=iters, chunk=1)["latency_ms"]
         med, p95 = stats(one, skip=window)
         med_all, p95_all = stats(one)
-        rows.append([f"numpy ER, 1 sequence (steady state, window full)", f"{window}/{iters}",
+        rows.append(["numpy ER, 1 sequence (steady state, window full)", f"{window}/{iters}",
                      f"{med:.2f}", f"{p95:.2f}", f"{NRL_MS / med:.1f}x"])
-        rows.append([f"numpy ER, 1 sequence (all steps incl. growing window)", f"{window}/{iters}",
+        rows.append(["numpy ER, 1 sequence (all steps incl. growing window)", f"{window}/{iters}",
                      f"{med_all:.2f}", f"{p95_all:.2f}", f"{NRL_MS / med_all:.1f}x"])
         nb = 40 if iters <= 50 else 10
         t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def latency_section(quick: bool) -> None:
         steps = window + (5 if quick else 10)
         tl = torch_er_latency(model, lo, hi, test, window, iters, steps)
         tmed, tp95 = stats(tl, skip=window)
-        rows.append([f"torch autograd ER, 1 sequence (baseline)", f"{window}/{iters}",
+        rows.append(["torch autograd ER, 1 sequence (baseline)", f"{window}/{iters}",
                      f"{tmed:.2f}", f"{tp95:.2f}",
                      f"{NRL_MS / tmed:.1f}x (numpy {tmed / med:.0f}x faster)"])
     table("ER latency per step (2 layers d 40/10 z 4/1 tau 2/10, 3-D BasicMotions accelerometer)",

@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea,
-                               QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from engine.jobs import InputError
 from gui.models import Timeline
 from gui.viewers.timeseries import ChannelPlot, HistoryPlot, TracePlot
+from gui.viewers.timeline_bar import TimelineBar
 from gui.workbenches.base import Workbench
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +47,6 @@ class SequenceWorkbench(Workbench):
         self._live: list = []    # (epoch, loss, rec, kls) appended by the training thread
         self._build()
         self.timeline.changed.connect(self._on_time)
-        self._play = QTimer(self)
-        self._play.setInterval(PLAY_INTERVAL_MS)
-        self._play.timeout.connect(lambda: self.timeline.step(1))
         self._live_timer = QTimer(self)
         self._live_timer.setInterval(250)
         self._live_timer.timeout.connect(self._draw_live)
@@ -157,19 +155,10 @@ class SequenceWorkbench(Workbench):
             p.setMaximumHeight(150)
             bottom.addWidget(p)
         rv.addLayout(bottom, 1)
-        scrub = QHBoxLayout()
-        self.play_btn = QPushButton("Play")
-        self.play_btn.setCheckable(True)
-        self.play_btn.toggled.connect(self.set_playing)
-        self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(0, 0)
-        self.slider.valueChanged.connect(self.timeline.set_index)
-        self.time_label = QLabel("t = 0")
-        self.time_label.setMinimumWidth(110)
-        scrub.addWidget(self.play_btn)
-        scrub.addWidget(self.slider, 1)
-        scrub.addWidget(self.time_label)
-        rv.addLayout(scrub)
+        self.scrub = TimelineBar(self.timeline, PLAY_INTERVAL_MS)
+        self.play_btn, self.slider, self.time_label = (self.scrub.play_button, self.scrub.slider,
+                                                       self.scrub.label)
+        rv.addWidget(self.scrub)
         legend = QLabel("<span style='color:#9e9e9e'>observed</span> &nbsp; "
                         "<span style='color:#66bb6a'>window reconstruction</span> &nbsp; "
                         "<span style='color:#ff9800'>prediction fan (made at the cursor; "
@@ -432,19 +421,12 @@ class SequenceWorkbench(Workbench):
         self.kl_plot.set_traces([res["kl"][n, :, l] for l in range(L)],
                                 [f"layer {l + 1}" for l in range(L)])
         self.lat_plot.set_traces([res["latency_ms"][n]], ["per step"])
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, max(0, length - 1))
-        self.slider.blockSignals(False)
         self.timeline.set_length(max(1, length))
         self._on_time(self.timeline.index)
 
     def _on_time(self, t: int) -> None:
         for p in self.channel_plots + [self.kl_plot, self.lat_plot]:
             p.set_cursor(t)
-        if self.slider.value() != t:
-            self.slider.blockSignals(True)
-            self.slider.setValue(t)
-            self.slider.blockSignals(False)
         self.time_label.setText(f"t = {t} / {self.timeline.length - 1}")
         if self.result is not None:
             n = self.seq_spin.value()
@@ -454,12 +436,7 @@ class SequenceWorkbench(Workbench):
                               + ", ".join(f"{k:.3g}" for k in kl) + f"; latency {lat:.1f} ms")
 
     def set_playing(self, on: bool) -> None:
-        if on:
-            self._play.start()
-        else:
-            self._play.stop()
-        self.play_btn.setChecked(on)
-        self.play_btn.setText("Pause" if on else "Play")
+        self.scrub.set_playing(on)
 
     # ------------------------------------------------------------------ hooks
     def export(self) -> None:

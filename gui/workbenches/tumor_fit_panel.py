@@ -12,7 +12,6 @@ fixed for the stated T, tau' = rho T'. Export writes estimate.json/.csv and the 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt

@@ -14,11 +14,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QPushButton, QSlider, QSpinBox, QSplitter, QVBoxLayout,
+                               QLabel, QPushButton, QSpinBox, QSplitter, QVBoxLayout,
                                QWidget)
 
 from gui.models import Timeline
 from gui.viewers.frames import FramePanels
+from gui.viewers.timeline_bar import TimelineBar
 from gui.workbenches.base import Workbench
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "fsde"
@@ -61,9 +62,6 @@ class VideoWorkbench(Workbench):
         self._digit_seed = 100
         self._build()
         self.timeline.changed.connect(self._on_time)
-        self._play_timer = QTimer(self)
-        self._play_timer.setInterval(200)
-        self._play_timer.timeout.connect(lambda: self.timeline.step(1))
         self._poll = QTimer(self)
         self._poll.setInterval(250)
         self._poll.timeout.connect(self._update_training_plots)
@@ -147,20 +145,9 @@ class VideoWorkbench(Workbench):
         # right: panels, timeline, plots
         self.panels = FramePanels(["ground truth", "sample mean", "sample 0",
                                    "per-pixel std"], self.timeline)
-        tl = QHBoxLayout()
-        self.play_button = QPushButton("Play")
-        self.play_button.setCheckable(True)
-        self.play_button.toggled.connect(self.set_playing)
-        self.slider = QSlider(Qt.Horizontal)
-        self.slider.setRange(0, 0)
-        self.slider.valueChanged.connect(self.timeline.set_index)
-        self.time_label = QLabel("frame 0")
-        self.time_label.setMinimumWidth(190)
-        tl.addWidget(self.play_button)
-        tl.addWidget(self.slider, 1)
-        tl.addWidget(self.time_label)
-        timeline_row = QWidget()
-        timeline_row.setLayout(tl)
+        self.scrub = TimelineBar(self.timeline, 200, label_width=190)
+        self.play_button, self.slider, self.time_label = (
+            self.scrub.play_button, self.scrub.slider, self.scrub.label)
 
         self.psnr_plot = pg.PlotWidget(title="PSNR of the sample mean over time")
         self.psnr_plot.setLabel("bottom", "frame")
@@ -195,7 +182,7 @@ class VideoWorkbench(Workbench):
         tv = QVBoxLayout(top)
         tv.setContentsMargins(0, 0, 0, 0)
         tv.addWidget(self.panels, 1)
-        tv.addWidget(timeline_row)
+        tv.addWidget(self.scrub)
         right.addWidget(top)
         right.addWidget(self.psnr_plot)
         right.addWidget(self.train_plots)
@@ -453,14 +440,9 @@ class VideoWorkbench(Workbench):
 
     def _set_length(self, n: int) -> None:
         self.timeline.set_length(n)
-        self.slider.setRange(0, n - 1)
         self._on_time(self.timeline.index)
 
     def _on_time(self, index: int) -> None:
-        if self.slider.value() != index:
-            self.slider.blockSignals(True)
-            self.slider.setValue(index)
-            self.slider.blockSignals(False)
         if int(round(self.cursor_line.value())) != index:
             self.cursor_line.blockSignals(True)
             self.cursor_line.setValue(index)
@@ -473,13 +455,7 @@ class VideoWorkbench(Workbench):
         self.time_label.setText(text)
 
     def set_playing(self, on: bool) -> None:
-        self.play_button.setText("Pause" if on else "Play")
-        if on:
-            self._play_timer.start()
-        else:
-            self._play_timer.stop()
-        if self.play_button.isChecked() != on:
-            self.play_button.setChecked(on)
+        self.scrub.set_playing(on)
 
     # ------------------------------------------------------------------ export
     def panel_images(self) -> np.ndarray:
