@@ -183,7 +183,7 @@ class SequenceWorkbench(Workbench):
 
     def _load_bundled_now(self, train_path, test_path, name, then=None) -> bool:
         """Bundled sets are small .npy files (milliseconds): load them here, not as a job,
-        so the demo does not compete for the single job slot at start-up."""
+        so the demo shows at once instead of queueing behind the other workbenches' jobs."""
         try:
             res = _load_pair(train_path, test_path)
         except InputError as err:
