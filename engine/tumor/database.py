@@ -21,10 +21,9 @@ import numpy as np
 from db.tumor_store import TumorStore, sha256_file
 from engine.jobs import InputError
 from engine.tumor.anatomy import load_anatomy
+from engine.tumor.params import LAMBDA_RANGE_MM, THRESHOLDS, quant_threshold  # noqa: F401
 
-THRESHOLDS = {"core": 0.6, "whole": 0.2}
 CODE_VERSION = "tumor-db-2"        # bump when the solver, sampling, storage or embedding changes
-LAMBDA_RANGE_MM = (10 * np.sqrt(0.0002 / 0.2), 10 * np.sqrt(0.015 / 0.002))   # 0.32 .. 27.4
 VOL_MIN_CM3 = 1.0
 VOL_MAX_BRAIN_FRACTION = 1.0 / 3.0
 EMBED_DIM = 256                    # uncentred PCA components (the index is IndexFlatIP)
@@ -57,12 +56,6 @@ def lambda_range(spacing_mm: float) -> tuple[float, float]:
 def tau_max(lambda_mm) -> np.ndarray:
     """Last candidate tau of a run: time to appear plus time for the front to cross ~12 cm."""
     return 12.0 + 120.0 / (2.0 * np.asarray(lambda_mm, dtype=np.float64))
-
-
-def quant_threshold(t: float) -> int:
-    """Smallest uint8 q with q / 255 >= t (float32), so masks from q match concentration()."""
-    qs = np.arange(256, dtype=np.float32) / np.float32(255)
-    return int(np.argmax(qs >= np.float32(t)))
 
 
 def sampling_plan(preset: str, seed: int, anatomy) -> dict[str, np.ndarray]:

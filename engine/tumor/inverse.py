@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.jobs import CancelToken, InputError, Progress
+from engine.tumor.params import THRESHOLDS, dimensional, quant_threshold
 
 VERSION = "tumor-inverse-1"
 MIN_GRID_COVERAGE = 0.5     # the input grid must cover at least half of the MNI brain box
@@ -224,8 +225,6 @@ def _thresholds_in(scale: float, thresholds: dict) -> tuple:
     q / 255 >= t (float32), so masks equal ``db.masks``."""
     if scale == 1.0:
         return np.float32(thresholds["core"]), np.float32(thresholds["whole"])
-    from engine.tumor.database import quant_threshold
-
     return quant_threshold(thresholds["core"]), quant_threshold(thresholds["whole"])
 
 
@@ -240,11 +239,10 @@ def score_snapshots(db, ids, core, whole, kernel: str = "full") -> tuple[np.ndar
         brain = db.anatomy.brain
         c_obs, w_obs = core[brain], whole[brain]
         v, scale = stored_brain_values(db, ids)                  # (n, n_brain)
-        tc, tw = _thresholds_in(scale, db.manifest.get("thresholds",
-                                                       {"core": 0.6, "whole": 0.2}))
+        tc, tw = _thresholds_in(scale, db.manifest.get("thresholds", THRESHOLDS))
         return dice(v >= tc, c_obs), dice(v >= tw, w_obs)
     ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-    tc, tw = _thresholds_in(255.0, db.manifest.get("thresholds", {"core": 0.6, "whole": 0.2}))
+    tc, tw = _thresholds_in(255.0, db.manifest.get("thresholds", THRESHOLDS))
     flat = np.flatnonzero((core | whole).ravel() & db.anatomy.brain.ravel())
     pos = np.searchsorted(db.brain_index, flat)                     # observed, on brain
     in_core, in_whole = core.ravel()[flat], whole.ravel()[flat]
@@ -364,16 +362,6 @@ class Estimate:
         }
 
 
-def dimensional(lambda_mm, tau, T_days) -> dict:
-    """Same identities as engine.tumor.solver.dimensional, without importing torch:
-    mu1 = lambda sqrt(tau) [cm], mu2 = sqrt(tau), Dw = mu1^2 / T, rho = mu2^2 / T."""
-    lam_cm = np.asarray(lambda_mm, dtype=np.float64) / 10.0
-    tau = np.asarray(tau, dtype=np.float64)
-    mu1, mu2 = lam_cm * np.sqrt(tau), np.sqrt(tau)
-    return {"mu1_cm": mu1, "mu2": mu2, "Dw_cm2_per_day": mu1 ** 2 / T_days,
-            "rho_per_day": mu2 ** 2 / T_days, "T_days": float(T_days)}
-
-
 def _candidate_row(db, i, dc, dw, s, dist, T_days) -> dict:
     sn = db.snapshots
     d = dimensional(sn["lambda_mm"][i], sn["tau"][i], T_days)
@@ -446,7 +434,7 @@ def fit(db, observation: Observation, T_days: float = 100.0, *, top_k: int = 50,
 
     best = candidates[0]
     points = [dict(c) for c in candidates]
-    thresholds = dict(db.manifest.get("thresholds", {"core": 0.6, "whole": 0.2}))
+    thresholds = dict(db.manifest.get("thresholds", THRESHOLDS))
     result = {"lambda_mm": best["lambda_mm"], "tau": best["tau"],
               "origin_mm": np.asarray(best["origin_mm"]), "dice_core": best["dice_core"],
               "dice_whole": best["dice_whole"], "score": best["score"], "source": "database"}

@@ -40,6 +40,7 @@ import numpy as np
 
 from engine._torch import device as pick_device
 from engine._torch import torch
+from engine.tumor.params import dimensional  # noqa: F401  (re-exported for callers)
 
 SAFETY = 0.9     # fraction of the stability / positivity bound actually used
 DT_CAP = 0.1     # accuracy cap on dtau (design bound: 0.5); halving it moves fronts < 0.4 %
@@ -257,17 +258,6 @@ def simulate(anatomy, lambda_mm, origin_vox, taus, *, device=None, progress=None
     integrate(anatomy, lam, np.reshape(origin_vox, (lam.size, 3)), taus, keep, device=device,
               progress=progress, cancel=cancel, **kw)
     return out
-
-
-def dimensional(lambda_mm, tau, T_days) -> dict:
-    """Dimensional parameters for a stated T: mu1 = lambda sqrt(tau) [cm], mu2 = sqrt(tau),
-    Dw = mu1^2 / T [cm^2/day], rho = mu2^2 / T [1/day]. Works on scalars or arrays."""
-    lam_cm = np.asarray(lambda_mm, dtype=np.float64) / 10.0
-    tau = np.asarray(tau, dtype=np.float64)
-    mu1 = lam_cm * np.sqrt(tau)
-    mu2 = np.sqrt(tau)
-    return {"mu1_cm": mu1, "mu2": mu2, "Dw_cm2_per_day": mu1 ** 2 / T_days,
-            "rho_per_day": mu2 ** 2 / T_days, "T_days": float(T_days)}
 
 
 def simulate_dimensional(anatomy, Dw_cm2_per_day, rho_per_day, T_days, origin_mm,
