@@ -18,12 +18,13 @@ setup: $(STAMP)
 # The demo tumor database is built on first use (about 2 minutes on 2 cores); an interrupted
 # build resumes, and a complete one is a no-op.
 run: $(STAMP)
+	$(BIN)/python main.py --check-gui
 	$(BIN)/python main.py tumor build-db --preset demo --db "$$($(BIN)/python -c \
 		'from engine.tumor.database import default_db_dir; print(default_db_dir("demo"))')"
 	$(BIN)/python main.py
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider
+	PYTHONUTF8=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCHES := startup gui_viewer tumor_solver tumor_inverse pvrnn fsde
 bench: $(STAMP)

@@ -21,12 +21,31 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+def _renamed(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` instead of our temporary file ``.NAME.*`` beside it (or of no
+    file: a full disk), so messages show the user's path; an error about another file (an
+    input a writer reads) is returned as is."""
+    def ours(name) -> bool:
+        if name is None:
+            return True
+        p = Path(os.fsdecode(name))
+        return p == path or (p.parent == path.parent and p.name.startswith(f".{path.name}."))
+
+    if err.errno is None or not (ours(err.filename) and ours(err.filename2)):
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
+
+
 @contextlib.contextmanager
 def _temporary(path: Path, suffix: str = ".tmp") -> Iterator[str]:
     """A temporary file beside ``path``; on success it is fsynced and renamed onto ``path``,
-    on any error it is removed and ``path`` is untouched."""
+    on any error it is removed and ``path`` is untouched. An OSError about the temporary
+    file (or about no file: a full disk) is re-raised naming ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as err:
+        raise _renamed(err, path) from None
     os.close(fd)
     try:
         yield tmp
@@ -34,9 +53,13 @@ def _temporary(path: Path, suffix: str = ".tmp") -> Iterator[str]:
             os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            new = _renamed(err, path)
+            if new is not err:
+                raise new from None
         raise
 
 
@@ -58,7 +81,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    """Strict JSON only: NaN or infinity anywhere in ``obj`` raises ValueError and nothing is
+    written (a non-finite result is a bug to report, never a file other tools cannot read)."""
+    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_npz(path: str | os.PathLike, compressed: bool = True, **arrays) -> None:

@@ -10,7 +10,6 @@ the file and what is wrong; the CLI exits 2 with it, the GUI shows it in a dialo
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -99,31 +98,3 @@ def format_duration(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-class TextProgressBar:
-    """Callback that draws a one-line progress bar on a stream (stderr by default)."""
-
-    def __init__(self, stream=None, width: int = 30, min_interval_s: float = 0.1):
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
-        self._tty = getattr(self.stream, "isatty", lambda: False)()
-
-    def __call__(self, ev: ProgressEvent) -> None:
-        now = time.monotonic()
-        if ev.fraction < 1.0 and now - self._last < self.min_interval_s:
-            return
-        self._last = now
-        filled = int(round(self.width * ev.fraction))
-        bar = "#" * filled + "-" * (self.width - filled)
-        line = (f"[{bar}] {100 * ev.fraction:5.1f}% {format_duration(ev.elapsed_s)} "
-                f"ETA {format_duration(ev.eta_s)} {ev.message}")
-        if self._tty:
-            self.stream.write("\r" + line[:150].ljust(150))
-            if ev.fraction >= 1.0:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()

@@ -11,7 +11,7 @@ QT = ("PySide6", "pyqtgraph", "shiboken6")
 
 
 def imported_modules(path: Path):
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
@@ -74,3 +74,16 @@ def test_native_libraries_import_and_run_in_any_order(order):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_building_the_command_line_loads_no_heavy_library():
+    """Subcommand modules import torch, faiss, cv2, nibabel, Qt... inside their handlers, so a
+    mistyped option is refused at once and `--help` is fast."""
+    heavy = ("torch", "faiss", "cv2", "nibabel", "PySide6", "pyqtgraph", "scipy", "dask",
+             "SimpleITK", "ants", "distributed")
+    code = ("import sys, main\nmain.build_parser()\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from engine.jobs import CancelToken, Cancelled, InputError, Progress, TextProgressBar
+from engine.cli import TextProgressBar
+from engine.jobs import CancelToken, Cancelled, InputError, Progress
 
 
 def counting_job(n, progress, cancel, delay=0.0):

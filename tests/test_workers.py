@@ -71,20 +71,71 @@ def test_about_lists_versions(qtbot):
     assert "Qt 6" in text and "torch 2.13" in text and "faiss" in text
 
 
-def test_signal_emit_keeps_bool_refcount():
-    """PySide6 6.12.0 dropped a reference to True on every emit until Python aborted."""
+EMITS = """
+import sys
+from PySide6.QtCore import QObject, Signal
+
+
+class Emitter(QObject):
+    ping = Signal()
+    flag = Signal(bool)
+    obj = Signal(object)
+
+
+e, got = Emitter(), []
+e.flag.connect(got.append)
+e.obj.connect(got.append)
+sentinel = object()
+before = (sys.getrefcount(True), sys.getrefcount(sentinel))
+for _ in range(N):
+    e.ping.emit()
+    e.flag.emit(True)
+    e.obj.emit(sentinel)
+got.clear()
+after = (sys.getrefcount(True), sys.getrefcount(sentinel))
+print(after[0] - before[0], after[1] - before[1])
+"""
+
+
+def test_signal_emit_keeps_refcounts():
+    """PySide6 6.12.0 dropped a reference to True on every emit until Python aborted.
+
+    Runs in a subprocess so a refcount underflow (abort) is a failing exit status, not a
+    crashed test run. 20000 emits of each kind: on Python 3.11 (True is not immortal) a
+    dropped reference per emit shows as a drift of -20000 (or an abort once True reaches 0);
+    the sentinel passed through Signal(object) is mortal on every Python, so a leaked or
+    dropped reference on emit arguments is caught on 3.12+ too."""
+    import subprocess
     import sys
 
-    from PySide6.QtCore import QObject, Signal
+    from conftest import ROOT
 
-    class Emitter(QObject):
-        ping = Signal()
+    r = subprocess.run([sys.executable, "-c", "N = 20000\n" + EMITS], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    drift_true, drift_sentinel = map(int, r.stdout.split())
+    assert drift_sentinel == 0
+    assert abs(drift_true) < 100  # other objects holding True come and go; never -20000
 
-    e = Emitter()
-    before = sys.getrefcount(True)
-    for _ in range(100):
-        e.ping.emit()
-    assert sys.getrefcount(True) - before > -50
+
+def test_refcount_probe_sees_a_dropped_reference():
+    """The probe above can fail: with a slot that drops one reference to its argument per
+    call (what the PySide6 bug did), the sentinel's count drifts by -N."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    buggy = EMITS.replace(
+        "e.obj.connect(got.append)",
+        "import ctypes\n"
+        "e.obj.connect(lambda o: ctypes.pythonapi.Py_DecRef(ctypes.py_object(o)))")
+    # N extra references keep the sentinel alive while the buggy slot drops N of them
+    buggy = buggy.replace("sentinel = object()", "sentinel = object()\nextra = [sentinel] * N")
+    r = subprocess.run([sys.executable, "-c", "N = 500\n" + buggy], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert int(r.stdout.split()[1]) == -500
 
 
 def test_status_bar_shows_only_current_workbench_readout(qtbot):
