@@ -1,1 +1,2 @@
-"""Persistence: atomic files, SQLite catalogs, array shards, FAISS indexes. Imports neither engine nor Qt."""
+"""Persistence: atomic files, SQLite catalogs, array shards, index files, hashing.
+Imports neither engine nor Qt, and knows no science."""

@@ -6,7 +6,6 @@ older catalog is upgraded in place and keeps its rows.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -14,7 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-APP_NAME = "inversion-workbench"
+from db.hashing import file_sha256
+
+APP_NAME = "inversion-workbench"     # the user data folder's name (see engine/version.py)
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a shipped entry: append.
 MIGRATIONS: list[str] = [
@@ -47,15 +48,6 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def program_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(APP_NAME)
-    except Exception:  # not installed (running from a bare checkout)
-        return "unknown"
-
-
 def data_dir() -> Path:
     env = os.environ.get("WORKBENCH_DATA_DIR")
     if env:
@@ -63,24 +55,6 @@ def data_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir(APP_NAME, appauthor=False))
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str | None:
-    """Content hash of a file (None for a missing file; folders hash their listing)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    if p.is_dir():
-        for child in sorted(p.rglob("*")):
-            if child.is_file():
-                h.update(str(child.relative_to(p)).encode())
-                h.update(str(child.stat().st_size).encode())
-        return h.hexdigest()
-    if not p.is_file():
-        return None
-    with open(p, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -152,9 +126,8 @@ class Store:
         return self.conn.execute(q + " ORDER BY opened_at DESC LIMIT ?", (*args, limit)).fetchall()
 
     # runs
-    def start_run(self, command: str, params: dict, inputs=(), version: str | None = None) -> int:
-        if version is None:
-            version = program_version()
+    def start_run(self, command: str, params: dict, inputs=(), version: str = "unknown") -> int:
+        """Record a started run; ``version``: the program's version (engine/version.py)."""
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO runs (command, params, version, started_at, status) "

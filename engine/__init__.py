@@ -1,5 +1,5 @@
 """The science: pure Python + numpy/torch. Never imports Qt."""
 
-from db.store import program_version
+from engine.version import program_version
 
 __version__ = program_version()

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_main
 
-from db.tumor_store import TumorStore
 from engine.jobs import CancelToken, Cancelled, InputError, Progress
-from engine.tumor.database import (PRESETS, THRESHOLDS, TumorDatabase, build_database,
-                                   lambda_range, sampling_plan)
 from engine.tumor.anatomy import load_anatomy
+from engine.tumor.build import build_database, sampling_plan
+from engine.tumor.catalog import open_store
+from engine.tumor.database import TumorDatabase
+from engine.tumor.params import THRESHOLDS
+from engine.tumor.presets import PRESETS, lambda_range
 
 
 def build(path, **kw):
@@ -33,8 +35,8 @@ def ref_db(tmp_path_factory):
 
 
 def tables(path):
-    with TumorStore(path) as s:
-        return s.runs_table(), s.snapshot_table(), s.shard_rows()
+    with open_store(path) as s:
+        return s.table("runs"), s.table("snapshots"), s.shard_rows()
 
 
 def test_sampling_plan_is_deterministic_and_in_range():
@@ -91,7 +93,7 @@ def test_kill_9_then_resume_equals_uninterrupted_build(ref_db, tmp_path):
     while time.monotonic() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
     assert workers and not any(alive(w) for w in workers)
-    with TumorStore(db) as s:
+    with open_store(db) as s:
         assert not s.read_manifest()["complete"]
         n_partial = len(s.shard_rows())
     assert 1 <= n_partial < 4
@@ -142,7 +144,7 @@ def test_truncated_shard_detected_and_repaired(ref_db, tmp_path):
     victim = db / "shards" / "shard_00002.npy"
     original = victim.read_bytes()
     victim.write_bytes(original[: len(original) // 2])
-    with pytest.raises(InputError, match="shard_00002.npy is truncated"):
+    with pytest.raises(InputError, match="shard .*shard_00002.npy is truncated"):
         TumorDatabase.open(db)
     before = mtimes(db)
     build(db)
@@ -297,10 +299,10 @@ def test_database_panel_shows_coverage(ref_db, tmp_path, qtbot):
             self.scan = None  # the displayed scan (set below, once the database is known)
 
     wb = FakeWorkbench()
-    panel = DatabasePanel(wb)
+    panel = DatabasePanel(wb.jobs, wb.viewer, lambda xyz: wb.scan.mm_to_vox(xyz))
     qtbot.addWidget(panel)
     errors = []
-    wb.error.connect(errors.append)
+    panel.error.connect(errors.append)
     assert not panel.open_database(tmp_path / "missing")
     assert errors and "No tumor database" in errors[0]
     from engine.tumor.database import TumorDatabase
@@ -320,3 +322,130 @@ def test_database_panel_shows_coverage(ref_db, tmp_path, qtbot):
         expected = (db.snapshots[key] > 0).sum() if key == "vol_core_cm3" else len(db)
         assert y.sum() == expected, key
     assert f"{len(db)} snapshots" in panel.info.text()
+
+
+def same_tables(a, b):
+    (ra, sa, ha), (rb, sb, hb) = tables(a), tables(b)
+    for x, y in ((ra, rb), (sa, sb)):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert np.array_equal(x[k], y[k]), k
+    assert ha == hb
+
+
+def test_shard_corrupted_in_place_is_never_used_and_repaired(ref_db, tmp_path):
+    from engine.tumor.database import check_database
+
+    db = tmp_path / "db"
+    shutil.copytree(ref_db, db)
+    victim = db / "shards" / "shard_00000.npy"
+    original = victim.read_bytes()
+    assert len(original) > 2 * 65536 + 64     # the flip lies between the quick check's blocks
+    data = bytearray(original)
+    data[len(data) // 2: len(data) // 2 + 16] = bytes(255 - x for x in data[len(data) // 2:
+                                                                             len(data) // 2 + 16])
+    victim.write_bytes(bytes(data))
+    assert check_database(db) > 0             # the quick check (sizes, end blocks) passes
+    r = run_main("tumor", "check-db", "--db", db, "--full")
+    assert r.returncode == 2
+    assert "shard_00000.npy is corrupted (checksum mismatch)" in r.stderr
+    d = TumorDatabase.open(db)
+    in_0 = np.flatnonzero(d._batch == 0)
+    in_1 = np.flatnonzero(d._batch == 1)
+    assert d.quantized(in_1).shape[0] == len(in_1)        # intact shards stay usable
+    with pytest.raises(InputError, match="shard_00000.npy is corrupted"):
+        d.quantized(in_0[:1], columns=np.arange(3))       # never read unverified
+    with pytest.raises(InputError, match="shard_00000.npy is corrupted"):
+        d.masks(in_0[-1:])
+    d.close()
+    before = mtimes(db)
+    build(db)
+    after = mtimes(db)
+    assert victim.read_bytes() == original
+    assert {k for k in before if before[k] != after[k]} == {"shard_00000.npy"}
+    same_tables(ref_db, db)
+
+
+def test_flipped_first_block_is_refused_at_open(ref_db, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(ref_db, db)
+    victim = db / "shards" / "shard_00003.npy"
+    data = bytearray(victim.read_bytes())
+    data[200] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="shard .*shard_00003.npy is corrupted"):
+        TumorDatabase.open(db)
+
+
+def test_corrupted_catalog_is_reported_and_rebuilt_from_the_shards(ref_db, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(ref_db, db)
+    for extra in db.glob("catalog.sqlite-*"):
+        extra.unlink()
+    cat = db / "catalog.sqlite"
+    cat.write_bytes(b"this is not a database " * (cat.stat().st_size // 23 + 1))
+    with pytest.raises(InputError, match="catalog .*catalog.sqlite is not a readable SQLite"):
+        TumorDatabase.open(db)
+    r = run_main("tumor", "check-db", "--db", db)
+    assert r.returncode == 2 and "catalog.sqlite" in r.stderr and "Traceback" not in r.stderr
+    before = mtimes(db)
+    build(db)                                  # every shard verified against its sidecar, kept
+    assert mtimes(db) == before
+    same_tables(ref_db, db)
+    assert len(TumorDatabase.open(db)) == len(TumorDatabase.open(ref_db))
+
+
+def test_shard_written_but_not_committed_is_adopted_only_if_intact(ref_db, tmp_path):
+    """kill -9 between a shard's write and its catalog commit: the shard is adopted when its
+    sidecar's sha256 matches, recomputed otherwise."""
+    db = tmp_path / "db"
+    shutil.copytree(ref_db, db)
+    with open_store(db) as s:
+        s.drop_batch(1)
+        s.drop_batch(2)
+    side = db / "shards" / "shard_00002.json"
+    side.write_text(side.read_text().replace('"sha256": "', '"sha256": "0'))
+    before = mtimes(db)
+    build(db)
+    after = mtimes(db)
+    assert {k for k in before if before[k] != after[k]} == {"shard_00002.npy"}
+    same_tables(ref_db, db)
+
+
+def test_bad_seed_is_refused_before_anything_is_created(tmp_path):
+    db = tmp_path / "new"
+    r = run_main("tumor", "build-db", "--db", db, "--preset", "tiny", "--seed", "-1")
+    assert r.returncode == 2 and "--seed" in r.stderr and "Traceback" not in r.stderr
+    assert not db.exists()
+    with pytest.raises(InputError, match="seed"):
+        build(db, seed=2 ** 40)
+    assert not db.exists()
+
+
+def test_ivf_index_above_the_size_threshold_is_deterministic_and_searches(ref_db, tmp_path,
+                                                                          monkeypatch):
+    from engine.tumor import index as idx
+
+    monkeypatch.setattr(idx, "FLAT_MAX", 10)        # the tiny database (~150) gets an IVF index
+    monkeypatch.setattr(idx, "TRAIN_PER_LIST", 4)
+    db = tmp_path / "db"
+    shutil.copytree(ref_db, db)
+    (db / "index.faiss").unlink()
+    build(db)
+    first = (db / "index.faiss").read_bytes()
+    (db / "index.faiss").unlink()
+    build(db)
+    assert (db / "index.faiss").read_bytes() == first       # trained from the seed: same bytes
+    d, flat = TumorDatabase.open(db), TumorDatabase.open(ref_db)
+    assert d.manifest["index_type"] == "IndexIVFFlat" and d.manifest["nlist"] == 16
+    assert d.manifest["nprobe"] == 16                        # nprobe capped at nlist: exact
+    assert np.allclose(d.stored_embeddings(), flat.stored_embeddings(), atol=1e-6)
+    q = flat.stored_embeddings()[::7]
+    dist_i, ids_i = d.search(q, 5)
+    dist_f, _ = flat.search(q, 5)
+    assert np.allclose(dist_i, dist_f, atol=1e-5)
+    subset = np.arange(0, len(d), 3)
+    dist_s, ids_s = d.search(q, 4, ids=subset)                # a subset is scanned exactly
+    assert np.isin(ids_s, subset).all()
+    brute = 1 - q @ flat.stored_embeddings()[subset].T
+    assert np.allclose(dist_s, np.sort(brute, axis=1)[:, :4], atol=1e-5)
