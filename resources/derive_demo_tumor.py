@@ -17,7 +17,7 @@ OVERRIDES = {"origin_mm": [28.0, 18.0, 24.0], "lambda_mm": 3.0, "target_cm3": 50
 
 def main() -> None:
     from db.atomic import write_json, write_text
-    from engine.tumor.database import lambda_range
+    from engine.tumor.presets import lambda_range
     from engine.tumor.synthetic import make_patient
 
     truth = make_patient(OUT / "demo_seg.nii.gz", seed=7, db_spacing_mm=4.0,

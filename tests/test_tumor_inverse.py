@@ -14,6 +14,7 @@ from engine.jobs import CancelToken, InputError, Progress
 from engine.tumor import inverse, synthetic
 from engine.tumor.database import TumorDatabase, build_database, lambda_range
 from engine.tumor.export import CSV_FIELDS, FILES
+from engine.tumor.params import THRESHOLDS
 
 DEFAULT_THR = {"core": 0.6, "whole": 0.2}
 NO_PERTURB = {"core": 0, "whole": 0}
@@ -88,7 +89,9 @@ def test_fit_recovers_a_case_from_the_database_grid_exactly(db, same_grid_case):
         origin_err, mu1_err, mu2_err = errors(est, same_grid_case)
         assert origin_err < 4.0, (refine, origin_err)   # half a database voxel
         assert mu1_err < 0.1 and mu2_err < 0.1, (refine, mu1_err, mu2_err)
-        assert est.dice_whole > 0.85 and est.dice_core > 0.75, (refine, est.dice_whole, est.dice_core)
+        assert est.dice_whole > 0.85, (refine, est.dice_whole)
+        if inverse.to_database_grid(obs, db.anatomy)[0].any():    # a visible core
+            assert est.dice_core > 0.75, (refine, est.dice_core)
     # Dw, rho for the stated T follow from mu1, mu2
     d = inverse.fit(db, obs, 250.0, refine=False).to_dict()
     assert d["T_days"] == 250.0
@@ -171,14 +174,6 @@ def test_query_prefilter_keeps_every_overlapping_snapshot(db, fine_case, same_gr
         assert np.allclose(dc, inverse.dice(mc.reshape(len(ids), -1), core.ravel()))
 
 
-def test_dimensional_matches_the_solver():
-    from engine.tumor.solver import dimensional
-
-    a = inverse.dimensional(4.0, 2.5, 80.0)
-    b = dimensional(4.0, 2.5, 80.0)
-    assert all(np.isclose(a[k], b[k]) for k in b)
-
-
 def flipped_copy(src, dst):
     """The same label map stored left-right flipped (LAS), with a matching affine."""
     img = nib.load(src)
@@ -202,7 +197,13 @@ def test_cli_writes_all_outputs_on_the_input_grid(db_dir, fine_case, tmp_path):
         assert key in d, key
     assert d["T_days"] == 120.0 and len(d["origin_mm"]) == 3
     assert set(d["thresholds"]) == {"core", "whole"}
-    assert set(d["timings_s"]) >= {"load", "query", "rerank", "refine", "total"}
+    # every stage of the command is accounted for: the named stages add up to the total
+    stages = ("startup", "imports", "open_db", "read", "load", "query", "rerank", "refine",
+              "render")      # "read": the wait for the input, read in a thread during open_db
+    assert d["timings_s"]["read_concurrent"] > 0
+    assert set(d["timings_s"]) >= set(stages) | {"total"}
+    assert sum(d["timings_s"][k] for k in stages) == pytest.approx(d["timings_s"]["total"],
+                                                                  rel=0.1, abs=0.1)
     assert d["database"] == json.loads((db_dir / "manifest.json").read_text())["id"]
     assert np.linalg.norm(np.subtract(d["origin_mm"], fine_case["origin_mm"])) < 6.0
     with open(out / "estimate.csv") as f:
@@ -362,7 +363,7 @@ def test_personalize_panel_fits_shows_regrows_and_exports(qtbot, db_dir, fine_ca
     assert isinstance(panel, PersonalizePanel)
     wb.resize(1200, 800)
     wb.show()
-    wb.load_demo()
+    wb.load_mni_demo()
     qtbot.waitUntil(lambda: not jobs.busy, timeout=30000)  # the demo segmentation's job
     seg = load_volume(fine_case["path"], "labels")
     wb.show_segmentation(seg, resample(seg, None, wb.scan.shape, wb.scan.affine, order=0))
@@ -398,3 +399,116 @@ def test_personalize_panel_fits_shows_regrows_and_exports(qtbot, db_dir, fine_ca
     assert d["mu1_cm"] == pytest.approx(est.params["mu1_cm"])
     panel.save_screenshot(tmp_path / "shot.png")
     assert (tmp_path / "shot.png").stat().st_size > 10000
+
+
+# --- the fit service, refine flags, pre-filter fallback, batch mode ---------------------------
+def test_service_fits_with_an_open_database_and_renders_once(db, fine_case):
+    from engine.imaging import load_volume
+    from engine.tumor import service
+
+    vol = load_volume(fine_case["path"], "labels")
+    res = service.fit(db, service.FitRequest(volume=vol, T_days=80.0, refine=False))
+    est = res.estimate
+    assert sorted(res.files) == sorted(FILES)
+    d = json.loads(res.files["estimate.json"])
+    assert d["mu1_cm"] == pytest.approx(est.params["mu1_cm"]) and d["T_days"] == 80.0
+    assert len(db) > 0                                   # the caller's database stays open
+    # regrowing to the same T reproduces the fit; to 2 T (same Dw, rho) it is larger
+    assert est.tau_at(160.0) == pytest.approx(2 * est.tau)
+    same = est.regrow(80.0)
+    thr = np.float32(THRESHOLDS["whole"])
+    assert inverse.dice((same >= thr).ravel()[None], (est.u >= thr).ravel())[0] > 0.95
+    assert (est.regrow(160.0) >= thr).sum() > 1.3 * (est.u >= thr).sum()
+    with pytest.raises(InputError):
+        service.fit(db, service.FitRequest(volume=vol, T_days=-1.0))
+
+
+def test_refined_only_when_the_refine_won(db, fine_case):
+    obs = inverse.load_observation(seg=fine_case["path"])
+    est = inverse.fit(db, obs, refine=True)
+    assert est.refine_tried and est.refined == (est.source == "refine")
+    # a zero work budget: the refine runs but finds nothing, the database match is kept
+    none = inverse.fit(db, obs, refine=True, refine_opts={"work_budget": 0.0})
+    assert none.refine_tried and not none.refined and none.source == "database"
+    assert none.to_dict()["refined"] is False and none.to_dict()["refine_tried"] is True
+    off = inverse.fit(db, obs, refine=False)
+    assert not off.refine_tried and not off.refined
+
+
+def test_empty_prefilter_is_reported_not_silent(db, fine_case, monkeypatch):
+    obs = inverse.load_observation(seg=fine_case["path"])
+    assert not inverse.fit(db, obs, refine=False).warnings
+    monkeypatch.setattr(inverse, "overlap_candidates", lambda db, whole: np.zeros(0, np.int64))
+    est = inverse.fit(db, obs, refine=False)
+    assert est.warnings == [inverse.NO_OVERLAP_WARNING]
+    assert est.facts["n_overlap_candidates"] == 0
+    assert "whole database" in est.to_dict()["observed"]["searched"]
+    assert len(est.candidates) > 0
+
+
+def test_batch_fit_one_folder_per_input_summary_and_failures(db_dir, fine_case, tmp_path):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    second = tmp_path / "again.nii.gz"
+    shutil.copy(fine_case["path"], second)
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{fine_case['path']}\n{bad}\n# a comment\n{second}\n")
+    out = tmp_path / "out"
+    r = run_main("tumor", "fit", "--db", db_dir, "--list", lst, "--out", out, "--no-refine")
+    assert r.returncode == 2, r.stderr                       # one input failed
+    assert "1 of 3 inputs failed" in r.stderr and "bad.nii.gz" in r.stderr
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows] == ["ok", "failed", "ok"]
+    assert "bad.nii.gz" in rows[1]["message"] and rows[1]["mu1_cm"] == ""
+    assert float(rows[0]["mu1_cm"]) == pytest.approx(float(rows[2]["mu1_cm"]))
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == ["again", "seg"]
+    for name in folders:
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted(FILES)
+
+
+def independent_patient(path, lambda_mm: float, origin_mm, target_cm3: float) -> dict:
+    """A patient made WITHOUT the project's solver (benchmarks/fk_independent.py: forward Euler,
+    harmonic face means, point-sampled seed, tissue mask wm + gm >= 0.4) on a crop of the 4 mm
+    atlas grid, grown in days (rho = 1 / day) to ``target_cm3``, written on the 4 mm grid."""
+    import sys
+    from pathlib import Path
+
+    from engine.tumor.anatomy import load_anatomy
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fk_independent import fk_simulate
+
+    an = load_anatomy(4)
+    o = an.mm_to_vox(np.asarray(origin_mm, float))
+    lo = np.maximum(np.floor(o).astype(int) - 14, 0)
+    hi = np.minimum(np.floor(o).astype(int) + 15, an.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    u, times, vols = fk_simulate(an.wm[box].astype(float), an.gm[box].astype(float), 4.0,
+                                 (lambda_mm / 10) ** 2, 1.0, 40.0, o - lo, record_vol_at=0.2,
+                                 stop_cm3=target_cm3)
+    full = np.zeros(an.shape, np.float32)
+    full[box] = u
+    lab = np.where(full >= 0.6, 4, np.where(full >= 0.2, 2, 0)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(lab, an.affine), str(path))
+    tau = float(times[-1])
+    return {"path": path, "origin_mm": np.asarray(origin_mm, float), "tau": tau,
+            "mu1_cm": lambda_mm / 10 * np.sqrt(tau), "mu2": np.sqrt(tau), "lambda_mm": lambda_mm}
+
+
+@pytest.mark.parametrize("lambda_mm, target", [(6.5, 60.0), (14.0, 90.0)])
+def test_recovers_parameters_of_an_independent_off_plan_patient(db, tmp_path, lambda_mm,
+                                                                  target):
+    """Off the database's plan: lambda between its runs, origin between its samples, another
+    discretisation (forward Euler, harmonic means). Tolerances per parameter on the 8 mm tiny
+    database: origin within one database voxel, mu2 within 15 %, mu1 within 30 %."""
+    r = run_of(db, 5)
+    origin = r["origin_mm"] + [5.0, -3.0, 4.0]
+    truth = independent_patient(tmp_path / "seg.nii.gz", lambda_mm, origin, target)
+    est = inverse.fit(db, inverse.load_observation(seg=truth["path"]), 100.0)
+    origin_err, mu1_err, mu2_err = errors(est, truth)
+    assert origin_err < 8.0, origin_err
+    assert mu2_err < 0.15, (mu2_err, est.tau, truth["tau"])
+    assert mu1_err < 0.30, (mu1_err, est.lambda_mm, lambda_mm)
+    assert est.dice_whole > 0.8

@@ -6,8 +6,8 @@ import pytest
 
 from engine.jobs import CancelToken, Cancelled, InputError
 from engine.tumor.anatomy import load_anatomy, make_anatomy
-from engine.tumor.solver import (dimensional, simulate, simulate_dimensional, simulate_numpy,
-                                 time_step)
+from engine.tumor.solver import (dimensional, integrate, simulate, simulate_dimensional,
+                                 simulate_numpy, time_step)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,7 +91,7 @@ def test_mass_conserved_without_reaction(an8):
 def test_u_in_unit_interval_and_no_flux_into_csf(an8):
     lam = np.array([4.0, 12.0, 27.0])
     origins = np.stack([wm_origin(an8, k) for k in range(3)])
-    u = simulate(an8, lam, origins, [1.0, 4.0, 10.0])
+    u = simulate(an8, lam, origins, [2.0, 8.0, 14.0])
     assert u.min() >= 0.0 and u.max() <= 1.0
     assert u.max() > 0.99                         # grew to (almost) full cell density
     assert np.all(u[:, :, ~an8.brain] == 0.0)      # nothing outside tissue, ever
@@ -101,7 +101,7 @@ def test_halving_dt_changes_masks_less_than_1_percent():
     an = load_anatomy(4)
     lam = np.array([2.0, 5.0, 12.0])
     origins = np.stack([wm_origin(an, k) for k in range(3)])
-    taus = [3.0, 6.0]
+    taus = [5.0, 9.0]
     u1 = simulate(an, lam, origins, taus)
     u2 = simulate(an, lam, origins, taus, dt_factor=0.5)
     for b in range(3):
@@ -127,16 +127,20 @@ def test_batch_equals_single_runs(an8):
     origins = np.stack([wm_origin(an8, k) for k in range(3)]) + 0.3
     taus = [0.7, 3.0, 8.0]
     batch = simulate(an8, lam, origins, taus)
+    sci = simulate(an8, lam, origins, taus, backend="scipy")   # steps only running members
     for b in range(3):
         single = simulate(an8, lam[b:b + 1], origins[b:b + 1], taus)[0]
         assert np.abs(batch[b] - single).max() <= 1e-6
+        assert np.abs(sci[b] - single).max() <= 1e-5
 
 
 def test_torch_matches_plain_numpy_reference(an8):
-    lam, origin, taus = [7.0], [wm_origin(an8, 2)], [0.5, 2.0]
+    lam, origin, taus = [7.0], [wm_origin(an8, 2)], [2.0, 5.0]
     ref = simulate_numpy(an8, lam, origin, taus)
     got = simulate(an8, lam, origin, taus)
     assert np.abs(ref - got).max() < 1e-5
+    sci = simulate(an8, lam, origin, taus, backend="scipy")     # the inverse's torch-free path
+    assert np.abs(sci - got).max() < 1e-5
     assert got[0, -1].max() > 0.5
 
 
@@ -162,3 +166,76 @@ def test_cancel_stops_simulation(an8):
     token.cancel()
     with pytest.raises(Cancelled):
         simulate(an8, [20.0], [wm_origin(an8)], [5.0], cancel=token)
+
+
+def test_csf_slab_between_two_tissue_blocks_stops_the_tumor():
+    """Two white-matter blocks separated by a 1-voxel CSF slab: the block without the seed
+    stays exactly empty (a solver with flux through CSF, or a wrong neighbour index in the
+    flattened operator, would leak into it), while the seeded block fills up."""
+    wm = np.ones((25, 9, 9))
+    wm[12] = 0.0                                          # CSF slab at x = 12
+    an = make_anatomy(wm, 0 * wm, np.eye(4), 1.0)
+    u = simulate(an, [3.0], [[3.0, 4.0, 4.0]], [20.0])[0, 0]   # seed cut 7.5 mm < 9 mm
+    assert u[:12].min() > 0.9                              # the seeded block is full
+    assert np.all(u[12:] == 0.0)                           # nothing crossed the slab
+
+
+def test_diffusion_operator_matches_the_1d_heat_kernel():
+    """reaction = 0, homogeneous white matter on a long 1-D slab: a Gaussian of variance s0^2
+    spreads to variance s0^2 + 2 lambda^2 tau (the analytic heat kernel)."""
+    h, n, lam, tau, s0 = 1.0, 241, 2.0, 5.0, 3.0
+    an = slab(n, h)
+    x = np.arange(n) * h
+    c = x[n // 2]
+    u0 = np.exp(-(x - c) ** 2 / (2 * s0 ** 2)).reshape(1, n, 1, 1).astype(np.float32)
+    out = []
+    integrate(an, [lam], [[n // 2, 0, 0]], [tau], lambda s, u: out.append(np.asarray(u)),
+              reaction=0.0, u0=u0, backend="scipy")
+    u = out[0][0, :, 0, 0].astype(np.float64)
+    var = s0 ** 2 + 2 * lam ** 2 * tau
+    exact = s0 / np.sqrt(var) * np.exp(-(x - c) ** 2 / (2 * var))
+    assert np.abs(u - exact).max() < 0.01 * exact.max()
+    got_var = (u * (x - c) ** 2).sum() / u.sum()
+    assert got_var == pytest.approx(var, rel=0.01)
+
+
+def tau_at_volumes(h: float, lam: float, origin_mm, vols=(10.0, 30.0, 60.0)) -> np.ndarray:
+    """tau at which the whole-tumor volume (u >= 0.2) first reaches each of ``vols`` cm^3, on
+    the atlas grid of spacing h (a crop of half-width 48 mm around the origin; linear
+    interpolation between snapshots 0.05 apart)."""
+    from engine.tumor.refine import shift_affine
+
+    an = load_anatomy(h)
+    o = an.mm_to_vox(np.asarray(origin_mm, dtype=float))
+    r = int(np.ceil(48.0 / h))
+    lo = np.maximum(np.floor(o).astype(int) - r, 0)
+    hi = np.minimum(np.floor(o).astype(int) + r + 1, an.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sub = make_anatomy(an.wm[box], an.gm[box], an.affine @ shift_affine(lo), h)
+    taus = np.arange(0.05, 20.0, 0.05)
+    v = []
+
+    def on(s, u):
+        v.append(float((np.asarray(u) >= np.float32(0.2)).sum()) * sub.voxel_cm3)
+        return np.array([v[-1] > 1.05 * max(vols)])
+
+    integrate(sub, [lam], (o - lo)[None], taus, on, compact=True, backend="scipy")
+    v = np.array(v)
+    t = taus[:len(v)]
+    out = []
+    for target in vols:
+        i = int(np.argmax(v >= target))
+        assert v[i] >= target > v[i - 1]
+        out.append(t[i - 1] + (t[i] - t[i - 1]) * (target - v[i - 1]) / (v[i] - v[i - 1]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("lam, origin_mm", [(4.0, (25.0, -10.0, 20.0)),
+                                            (6.0, (10.0, 30.0, 30.0))])
+def test_growth_times_agree_between_grids(lam, origin_mm):
+    """The seed is physical (sigma in mm): for the same (lambda, origin) the tau at which the
+    whole tumor reaches 10, 30 and 60 cm^3 agrees within 5 % on the 1.5, 2, 3 and 4 mm grids
+    (with a one-voxel seed the 4 mm grid reached them far earlier)."""
+    t = {h: tau_at_volumes(h, lam, origin_mm) for h in (1.5, 2.0, 3.0, 4.0)}
+    for h in (2.0, 3.0, 4.0):
+        assert np.all(np.abs(t[h] / t[1.5] - 1) < 0.05), (h, t[h], t[1.5])

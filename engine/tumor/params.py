@@ -10,6 +10,7 @@ import numpy as np
 
 THRESHOLDS = {"core": 0.6, "whole": 0.2}     # u >= core: T1Gd core; u >= whole: FLAIR whole tumor
 # LMI's training ranges: Dw in [0.0002, 0.015] cm^2/day, rho in [0.002, 0.2] /day
+MAX_T_DAYS = 36500.0   # a stated time since onset beyond 100 years is a typo, not a tumor
 LAMBDA_RANGE_MM = (10 * np.sqrt(0.0002 / 0.2), 10 * np.sqrt(0.015 / 0.002))   # 0.32 .. 27.4
 
 

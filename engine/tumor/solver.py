@@ -1,4 +1,5 @@
 """Fisher-Kolmogorov tumor growth on the MNI grid: explicit finite volumes, batched in torch.
+(Over 400 lines: one scheme with its two backends and the numpy reference kept side by side.)
 
 Dimensionless model (tau = rho t, lambda = sqrt(Dw / rho)):
 
@@ -38,13 +39,12 @@ import warnings
 
 import numpy as np
 
-from engine._torch import device as pick_device
-from engine._torch import torch
 from engine.tumor.params import dimensional  # noqa: F401  (re-exported for callers)
 
 SAFETY = 0.9     # fraction of the stability / positivity bound actually used
 DT_CAP = 0.1     # accuracy cap on dtau (design bound: 0.5); halving it moves fronts < 0.4 %
-SEED_SIGMA_VOX = 1.0
+SEED_SIGMA_MM = 2.5     # initial condition: Gaussian of this physical size on every grid
+SEED_CUT_SIGMAS = 3.0   # ... cut to 0 beyond this many sigma (7.5 mm): no tail across a sulcus
 SMALL_WORK = 1_000_000   # n_brain * B below which the CPU loop runs on one thread
 
 
@@ -60,19 +60,36 @@ def time_step(lambda_mm, spacing_mm: float, m_max: float = 1.0, dt_factor: float
     return dt_factor * np.minimum(DT_CAP, SAFETY / (6.0 * c * m_max + 1.0))
 
 
-def seed(anatomy, origin_vox, sigma_vox: float = SEED_SIGMA_VOX) -> np.ndarray:
-    """Gaussian seeds (B, X, Y, Z) float32, peak 1 at origin_vox (B, 3), zero outside the brain."""
+def seed(anatomy, origin_vox, sigma_mm: float = SEED_SIGMA_MM) -> np.ndarray:
+    """Initial condition (B, X, Y, Z) float32: the cell averages of the Gaussian
+    exp(-|x - o|^2 / (2 sigma^2)) (peak 1, sigma in mm, so the same physical seed, of total
+    mass (2 pi)^1.5 sigma^3 = 0.25 cm^3 for 2.5 mm, on every grid) centred at origin_vox (B, 3),
+    zero outside the brain and at voxel centres farther than max(SEED_CUT_SIGMAS sigma,
+    sqrt(3) h) from the origin (otherwise its tail, grown by e^tau, would seed tissue across
+    CSF; the 26 neighbours always stay, so coarse grids keep the mass). Cell averages (not
+    point samples) keep the mass independent of the grid and of where the origin falls
+    inside a voxel."""
+    from scipy.special import erf
+
     origin = np.atleast_2d(np.asarray(origin_vox, dtype=np.float64))
-    grids = [np.arange(n, dtype=np.float64) for n in anatomy.shape]
+    s = float(sigma_mm) / anatomy.spacing_mm * np.sqrt(2.0)          # voxels, times sqrt 2
+    k = np.sqrt(np.pi / 2.0) * float(sigma_mm) / anatomy.spacing_mm   # 1-D normalization
     out = np.empty((len(origin),) + anatomy.shape, dtype=np.float32)
     for b, o in enumerate(origin):
-        g = [np.exp(-(x - c) ** 2 / (2 * sigma_vox ** 2)) for x, c in zip(grids, o)]
+        g = []
+        for n, c in zip(anatomy.shape, o):
+            x = np.arange(n, dtype=np.float64) - c
+            g.append(k * (erf((x + 0.5) / s) - erf((x - 0.5) / s)))
         out[b] = g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :]
+        d = [(np.arange(n) - c) * anatomy.spacing_mm for n, c in zip(anatomy.shape, o)]
+        r2 = d[0][:, None, None] ** 2 + d[1][None, :, None] ** 2 + d[2][None, None, :] ** 2
+        r_cut = max(SEED_CUT_SIGMAS * sigma_mm, np.sqrt(3.0) * anatomy.spacing_mm)
+        out[b][r2 > r_cut ** 2] = 0.0
     out *= anatomy.brain
     return out
 
 
-def _face_weights(anatomy, dev):
+def _face_weights(anatomy) -> list[np.ndarray]:
     """Face diffusivities m_pq on the x, y, z faces (X-1, Y, Z), (X, Y-1, Z), (X, Y, Z-1)."""
     m = anatomy.m.astype(np.float32)
     b = anatomy.brain
@@ -83,8 +100,8 @@ def _face_weights(anatomy, dev):
         lo[ax] = slice(0, -1)
         hi[ax] = slice(1, None)
         lo, hi = tuple(lo), tuple(hi)
-        w = 0.5 * (m[lo] + m[hi]) * (b[lo] & b[hi])
-        out.append(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(dev))
+        out.append(np.ascontiguousarray(0.5 * (m[lo] + m[hi]) * (b[lo] & b[hi]),
+                                        dtype=np.float32))
     return out
 
 
@@ -151,16 +168,19 @@ def diffusion_matrix(anatomy) -> "sp.csr_matrix":
 
 def integrate(anatomy, lambda_mm, origin_vox, taus, on_snapshot, *, reaction: float = 1.0,
               device=None, progress=None, cancel=None, dt_factor: float = 1.0,
-              u0: np.ndarray | None = None, compact: bool = False) -> None:
+              u0: np.ndarray | None = None, compact: bool = False,
+              backend: str = "torch", operator=None) -> None:
     """Run B simulations and call ``on_snapshot(s, u)`` at each tau[:, s]: u is a (B, X, Y, Z)
-    float32 torch tensor, or with ``compact`` a (B, n_brain) view over the brain voxels in
-    np.flatnonzero(brain.ravel()) order (do not modify it). ``taus`` is (S,) or (B, S),
-    increasing. ``on_snapshot`` may return a bool array (B,): members marked True stop (frozen)
-    from then on; the loop ends when all have stopped. ``reaction`` scales u (1 - u).
+    float32 array (torch tensor for the torch backend), or with ``compact`` a (B, n_brain) view
+    over the brain voxels in np.flatnonzero(brain.ravel()) order (do not modify it). ``taus``
+    is (S,) or (B, S), increasing. ``on_snapshot`` may return a bool array (B,): members marked
+    True stop (frozen) from then on; the loop ends when all have stopped. ``reaction`` scales
+    u (1 - u).
 
     The state lives on the brain voxels only, as (n_brain, B) columns; the diffusion operator
-    is a sparse CSR matrix (7 entries a row) applied to all B columns at once (SpMM)."""
-    dev = pick_device(device) if not isinstance(device, torch.device) else device
+    is a sparse CSR matrix (7 entries a row) applied to all B columns at once. ``backend``
+    "torch" (CPU or CUDA, ``device``) or "scipy" (CPU, one thread, no torch import: the
+    inverse's small crops). ``operator``: diffusion_matrix(anatomy), when the caller reuses it."""
     lam = np.atleast_1d(np.asarray(lambda_mm, dtype=np.float64))
     B = lam.size
     if np.any(lam <= 0):
@@ -169,19 +189,101 @@ def integrate(anatomy, lambda_mm, origin_vox, taus, on_snapshot, *, reaction: fl
         raise ValueError("the anatomy has no brain voxels")
     m_max = float(anatomy.m.max())
     n, step = _schedule(lam, taus, anatomy.spacing_mm, m_max, dt_factor)
-    A = diffusion_matrix(anatomy)
+    A = diffusion_matrix(anatomy) if operator is None else operator
+    brain_idx = np.flatnonzero(anatomy.brain.ravel())
+    u0 = seed(anatomy, origin_vox) if u0 is None else np.asarray(u0, np.float32)
+    u = np.ascontiguousarray(u0.reshape(B, -1)[:, brain_idx].T)
+    coef = ((lam / anatomy.spacing_mm) ** 2).astype(np.float32).reshape(1, B)
+    if backend == "scipy":
+        _loop_numpy(A, coef, reaction, n, step, u, anatomy, brain_idx, compact, on_snapshot,
+                    progress, cancel)
+    elif backend == "torch":
+        _integrate_torch(A, coef, reaction, n, step, u, anatomy, brain_idx, compact,
+                         on_snapshot, device, progress, cancel)
+    else:
+        raise ValueError(f"unknown backend {backend!r}")
+
+
+def _loop_numpy(A, coef, reaction, n, step, u, anatomy, brain_idx, compact, on_snapshot,
+                progress, cancel) -> None:
+    """The time loop in numpy / scipy.sparse (same scheme and step schedule as _loop)."""
+    B, S = n.shape
+    r = np.float32(reaction)
+
+    def rhs(u, coef):
+        d = A @ u
+        d *= coef
+        if r:
+            t = np.subtract(np.float32(1), u)
+            t *= u
+            if r != 1:
+                t *= r
+            d += t
+        return d
+
+    nvox = int(np.prod(anatomy.shape))
+    active = np.ones(B, dtype=bool)
+    total = max(1, int(n.max(axis=0).sum()))
+    done_steps = 0
+    for s in range(S):
+        n_s = np.where(active, n[:, s], 0)
+        st = np.where(active, step[:, s], 0.0).astype(np.float32)
+        for k in range(int(n_s.max(initial=0))):
+            cols = np.flatnonzero(n_s > k)       # only members still stepping cost anything
+            full = len(cols) == B
+            w, dt, c = (u, st.reshape(1, B), coef) if full else \
+                (u[:, cols], st[cols].reshape(1, -1), coef[:, cols])
+            v = rhs(w, c)                      # SSP-RK2: v = w + dt f(w)
+            v *= dt
+            v += w
+            f = rhs(v, c)                      # w <- (w + v + dt f(v)) / 2
+            f *= dt
+            f += v
+            f += w
+            f *= np.float32(0.5)
+            if full:
+                u = f
+            else:
+                u[:, cols] = f
+            if (k & 31) == 31:
+                if cancel is not None:
+                    cancel.check()
+                if progress is not None:
+                    progress.update((done_steps + k + 1) / total)
+        done_steps += int(n[:, s].max())
+        if cancel is not None:
+            cancel.check()
+        if compact:
+            view = u.T
+        else:
+            view = np.zeros((B, nvox), dtype=np.float32)
+            view[:, brain_idx] = u.T
+            view = view.reshape((B,) + tuple(anatomy.shape))
+        stop = on_snapshot(s, view)
+        if stop is not None:
+            active &= ~np.asarray(stop, dtype=bool)
+            if not active.any():
+                break
+    if progress is not None:
+        progress.update(1.0)
+
+
+def _integrate_torch(A, coef, reaction, n, step, u, anatomy, brain_idx, compact, on_snapshot,
+                     device, progress, cancel) -> None:
+    from engine._torch import device as pick_device
+    from engine._torch import torch
+
+    dev = pick_device(device) if not isinstance(device, torch.device) else device
+    B = coef.shape[1]
     with warnings.catch_warnings():     # "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
         A_t = torch.sparse_csr_tensor(torch.from_numpy(A.indptr.astype(np.int32)),
                                       torch.from_numpy(A.indices.astype(np.int32)),
                                       torch.from_numpy(A.data), size=A.shape,
                                       check_invariants=True).to(dev)
-    brain_idx = np.flatnonzero(anatomy.brain.ravel())
-    u0 = seed(anatomy, origin_vox) if u0 is None else np.asarray(u0, np.float32)
-    u = torch.from_numpy(np.ascontiguousarray(u0.reshape(B, -1)[:, brain_idx].T)).to(dev)
+    u = torch.from_numpy(u).to(dev)
     g = torch.zeros_like(u)
-    coef = torch.tensor((lam / anatomy.spacing_mm) ** 2, dtype=torch.float32, device=dev)
-    coef = coef.view(1, B)
+    coef = torch.from_numpy(coef).to(dev)
     nvox = int(np.prod(anatomy.shape))
     idx_t = torch.from_numpy(brain_idx).to(dev)
 
@@ -209,7 +311,9 @@ def integrate(anatomy, lambda_mm, origin_vox, taus, on_snapshot, *, reaction: fl
 
 
 def _loop(n, step, u, g, rhs, view, on_snapshot, dev, progress, cancel) -> None:
-    """The time loop of :func:`integrate` (per-member steps, snapshots, stop requests)."""
+    """The torch time loop of :func:`integrate` (per-member steps, snapshots, stop requests)."""
+    from engine._torch import torch
+
     B, S = n.shape
     active = np.ones(B, dtype=bool)
     total = max(1, int(n.max(axis=0).sum()))
@@ -253,7 +357,7 @@ def simulate(anatomy, lambda_mm, origin_vox, taus, *, device=None, progress=None
     out = np.zeros((lam.size, S) + tuple(anatomy.shape), dtype=np.float32)
 
     def keep(s, u):
-        out[:, s] = u.detach().cpu().numpy()
+        out[:, s] = u.detach().cpu().numpy() if hasattr(u, "detach") else u
 
     integrate(anatomy, lam, np.reshape(origin_vox, (lam.size, 3)), taus, keep, device=device,
               progress=progress, cancel=cancel, **kw)
@@ -279,7 +383,7 @@ def simulate_numpy(anatomy, lambda_mm, origin_vox, taus, *, reaction: float = 1.
     origin = np.reshape(origin_vox, (lam.size, 3))
     m_max = float(anatomy.m.max()) or 1.0
     n, step = _schedule(lam, taus, anatomy.spacing_mm, m_max, dt_factor)
-    w = [t.numpy() for t in _face_weights(anatomy, torch.device("cpu"))]
+    w = _face_weights(anatomy)
     out = np.zeros((lam.size, n.shape[1]) + tuple(anatomy.shape), dtype=np.float32)
     r = np.float32(reaction)
 

@@ -58,7 +58,7 @@ def grow_to_volume(anatomy, lambda_mm, origin_vox, target_cm3, threshold=0.2, *,
     Integrates on a crop of half-width ``crop_mm`` (default 45 mm + 4 lambda) around the
     origin. Returns (u (X, Y, Z) float32 on the full grid, tau)."""
     from engine.tumor.anatomy import make_anatomy
-    from engine.tumor.database import tau_max
+    from engine.tumor.presets import tau_max
     from engine.tumor.solver import integrate
 
     h = anatomy.spacing_mm
@@ -158,7 +158,7 @@ def write_patients(out_dir, n: int, db_spacing_mm: float, lambda_range_mm, *, se
     truth_path = out / "truth.json"
     old = {}
     if truth_path.is_file():
-        old = {t["seed"]: t for t in json.loads(truth_path.read_text())}
+        old = {t["seed"]: t for t in json.loads(truth_path.read_text(encoding="utf-8"))}
     fine = fine_spacing_mm or fine_spacing_for(db_spacing_mm)
     truths = []
     for i in range(n):
