@@ -158,7 +158,34 @@ def _bad_inputs(tmp_path):
     big[1, 1, 1] = 7
     p = _save(tmp_path / "seven.nii.gz", big, RAS_AFFINE)
     cases.append((p, "seg", "outside the BraTS convention"))
+    p = _save(tmp_path / "dot.nii.gz", good[:1, :1, :1], RAS_AFFINE)
+    cases.append((p, "scan", "single voxel"))
+    no_orient = nib.Nifti1Image(good, RAS_AFFINE)
+    no_orient.set_qform(None, code=0)
+    no_orient.set_sform(None, code=0)
+    p = tmp_path / "noorient.nii.gz"
+    nib.save(no_orient, str(p))
+    cases.append((p, "seg", "no orientation in its header"))
+    zero = nib.Nifti1Image(good, RAS_AFFINE)
+    zero.header["pixdim"][1:4] = 0
+    zero.set_qform(None, code=0)
+    zero.set_sform(None, code=0)
+    p = tmp_path / "pixdim0.nii.gz"
+    nib.save(zero, str(p))
+    cases.append((p, "scan", "position in space is unknown"))
     return cases
+
+
+def test_single_voxel_and_no_orientation_messages_in_process(tmp_path):
+    """Issue 12: a 1x1x1 volume is not "2-D data"; a header without orientation is refused
+    (it would otherwise be fitted at nibabel's invented position)."""
+    from engine.imaging import load_volume
+    from engine.jobs import InputError
+
+    for path, kind, words in _bad_inputs(tmp_path)[-3:]:
+        with pytest.raises(InputError, match=words) as err:
+            load_volume(path, "labels" if kind == "seg" else "scan")
+        assert "2-D" not in str(err.value) and str(path) in str(err.value)
 
 
 def test_each_bad_input_gives_its_sentence_and_exit_code_2(tmp_path):

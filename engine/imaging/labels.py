@@ -18,8 +18,6 @@ WHOLE_LABELS = (1, 2, 3, 4)
 ENHANCING_LABELS = (3, 4)
 
 LABEL_NAMES = {0: "background", 1: "necrosis", 2: "edema", 3: "enhancing", 4: "enhancing"}
-# (r, g, b) 0..255, the usual ITK-SNAP / BraTS figure colours
-LABEL_COLORS = {1: (230, 50, 50), 2: (60, 200, 80), 3: (255, 215, 0), 4: (255, 215, 0)}
 
 
 def label_name(value) -> str:

@@ -171,11 +171,35 @@ def _check_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     elif len(shape) > 4:
         raise _fail(path, f"holds {len(shape)}-D data {tuple(shape)}; a 3-D volume is needed")
     spatial = tuple(int(s) for s in shape[:3])
+    if sum(s > 1 for s in spatial) == 0:
+        raise _fail(path, f"holds a single voxel (shape {spatial}); a 3-D volume is needed")
+    if sum(s > 1 for s in spatial) == 1:
+        raise _fail(path, f"holds a single line of voxels (shape {spatial}); a 3-D volume is "
+                          "needed")
     if sum(s > 1 for s in spatial) < 3:
         raise _fail(path, f"holds 2-D data (shape {spatial}); a 3-D volume is needed")
     if int(np.prod(spatial, dtype=np.int64)) > MAX_VOXELS:
         raise _fail(path, f"declares {spatial} voxels, too many to load")
     return spatial
+
+
+def _check_orientation(path: Path, header) -> None:
+    """Refuse a header without a position in space: qform_code = sform_code = 0 (nibabel
+    would invent an affine, and a label map would be fitted in the wrong place) or voxel
+    sizes (pixdim) that are zero, negative or not finite."""
+    try:
+        q, s = int(header["qform_code"]), int(header["sform_code"])
+    except (KeyError, ValueError, TypeError):
+        return
+    pix = np.asarray(header["pixdim"][1:4], dtype=float)
+    if not np.all(np.isfinite(pix)) or np.any(pix <= 0) and q == 0 and s == 0:
+        raise _fail(path, f"has voxel sizes (pixdim) {', '.join(f'{v:g}' for v in pix)} mm and "
+                          "no orientation in its header, so its position in space is unknown; "
+                          "re-save it with its scanner or MNI152 orientation (qform/sform)")
+    if q == 0 and s == 0:
+        raise _fail(path, "has no orientation in its header (qform_code and sform_code are 0), "
+                          "so its position in space is unknown; re-save it with its scanner or "
+                          "MNI152 orientation (qform/sform)")
 
 
 def load_volume(path, kind: str = "scan", progress=None, cancel=None) -> Volume:
@@ -202,6 +226,7 @@ def load_volume(path, kind: str = "scan", progress=None, cancel=None) -> Volume:
                               f"{path.stat().st_size}")
     if cancel is not None:
         cancel.check()
+    _check_orientation(path, header)
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise _fail(path, "has a singular or non-finite voxel-to-world affine (check the "
