@@ -120,7 +120,75 @@ def main(argv=None) -> int:
     print(f"{'case':<36} {'fps (median)':>12} {'min':>8} {'max':>8} {'ms/frame':>9} {'vs base':>8}")
     for name, med, lo, hi in results:
         print(f"{name:<36} {med:12.1f} {lo:8.1f} {hi:8.1f} {1000 / med:9.2f} {med / base:8.2f}")
+    print()
+    gui_thread_handlers(app, args.runs)
     return 0
+
+
+def gui_thread_handlers(app, runs: int) -> None:
+    """What the Tumor workbench does in the GUI thread when a job's result arrives (the jobs
+    themselves run in worker threads): wall ms per handler, median of ``runs``; the design
+    budget is ~50 ms. Uses the bundled native demo patient (MNI demo if it is absent) and a
+    synthetic fit (a Gaussian u) so no database is needed."""
+    import numpy as np
+
+    from engine.imaging import load_volume, resample
+    from engine.imaging.registration import template_volume
+    from gui.viewers import FIT_U
+    from gui.workbenches.tumor import DEMO_SCAN, DEMO_SEG, NATIVE_DEMO, TumorWorkbench
+    from gui.workbenches.tumor_atlas import prepare
+    from gui.workbenches.tumor_fit_jobs import fit_layers
+    from gui.workers import JobRunner
+
+    wb = TumorWorkbench(JobRunner())
+    wb.resize(1400, 900)
+    wb.show()
+    scan_path, seg_path = NATIVE_DEMO / "scan_t1.nii.gz", NATIVE_DEMO / "seg.nii.gz"
+    if not scan_path.is_file():
+        scan_path, seg_path = DEMO_SCAN, DEMO_SEG
+    scan, seg = load_volume(scan_path), load_volume(seg_path, "labels")
+    on_scan = resample(seg, None, scan.shape, scan.affine, order=0)
+    ijk = np.indices(scan.shape, sparse=True)
+    c = np.argwhere(on_scan > 0).mean(0)
+    r2 = sum(((g - ci) * s) ** 2 for g, ci, s in zip(ijk, c, scan.voxel_size_mm))
+    layers = fit_layers(np.exp(-r2 / (2 * 15.0 ** 2)).astype(np.float32), {"core": 0.6,
+                                                                            "whole": 0.2})
+    t = template_volume()
+    atlas01 = prepare(t.data[::-1].copy(), t)
+
+    def show_patient():
+        wb.show_scan(scan, space="native", clear_seg=True)
+        wb.show_segmentation(seg, on_scan)
+
+    def show_fit():
+        from gui.workbenches.tumor_fit_jobs import FitView
+
+        class Est:
+            thresholds = {"core": 0.6, "whole": 0.2}
+
+        wb.personalize_panel.fit = FitView(Est(), None, layers[FIT_U], np.zeros(3))
+        wb.personalize_panel._show_layers(layers)
+
+    rows = [("show patient (scan + segmentation)", show_patient),
+            ("show fit layers (u + 2 outlines)", show_fit),
+            ("layer opacity via the model", lambda: setattr(wb.viewer.layers[FIT_U], "opacity",
+                                                            np.random.rand())),
+            ("cursor move (3 views + readout)", lambda: wb.cursor.set_ijk(
+                [np.random.randint(0, n) for n in scan.shape])),
+            ("atlas check: set registration", lambda: wb.atlas.set_registration(atlas01, t)),
+            ("atlas check: blend <-> checkerboard", lambda: wb.atlas.mode.setCurrentIndex(
+                1 - wb.atlas.mode.currentIndex()))]
+    print(f"GUI-thread handlers, offscreen, scan {scan.shape} ({scan_path.name}), "
+          f"median of {runs} runs")
+    print(f"{'handler':<38} {'ms (median)':>11} {'min':>8} {'max':>8}")
+    for name, fn in rows:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            app.processEvents()
+            times.append(1000 * (time.perf_counter() - t0))
+        print(f"{name:<38} {statistics.median(times):11.1f} {min(times):8.1f} {max(times):8.1f}")
 
 
 if __name__ == "__main__":

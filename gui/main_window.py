@@ -4,78 +4,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
                                QPushButton, QTabWidget)
 
-from engine.jobs import format_duration
 from gui.workbenches.sequence import SequenceWorkbench
 from gui.workbenches.tumor import TumorWorkbench
 from gui.workbenches.video import VideoWorkbench
-from gui.workers import JobThread
+from gui.workers import JobRunner  # noqa: F401  (re-exported: tests and tools import it here)
 
 NIFTI_FILTER = "NIfTI images (*.nii *.nii.gz);;All files (*)"
-
-
-class JobRunner(QObject):
-    """Runs jobs one at a time, in order, in a worker thread, and drives the window's progress
-    bar. A job started while another runs waits in a queue (and shows when it starts).
-
-    ``start(title, fn, *args, on_done=..., on_failed=..., on_cancelled=..., **kwargs)``;
-    ``fn`` follows the engine's job protocol (``progress=``, ``cancel=`` keywords).
-    """
-
-    started = Signal(str)
-    progressed = Signal(float, str)
-    ended = Signal()
-    failed = Signal(str)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.current: JobThread | None = None
-        self.queue: list[JobThread] = []
-
-    @property
-    def busy(self) -> bool:
-        """A job is running or waiting."""
-        return self.current is not None or bool(self.queue)
-
-    def start(self, title, fn, *args, on_done=None, on_failed=None, on_cancelled=None,
-              **kwargs) -> JobThread:
-        job = JobThread(title, fn, *args, **kwargs)
-        job.progressed.connect(
-            lambda f, m, eta: self.progressed.emit(f, f"{title}: {m}  (ETA {format_duration(eta)})"))
-        if on_done:
-            job.succeeded.connect(on_done)
-        job.failed.connect(on_failed or self.failed.emit)
-        if on_cancelled:
-            job.cancelled.connect(on_cancelled)
-        job.finished.connect(self._on_thread_finished)
-        self.queue.append(job)
-        self._start_next()
-        return job
-
-    def cancel(self) -> None:
-        """Cancel the running job (queued ones still run)."""
-        if self.current is not None:
-            self.current.cancel()
-
-    def wait(self, ms: int = 60000) -> bool:
-        return self.current.wait(ms) if self.current is not None else True
-
-    def _start_next(self) -> None:
-        if self.current is None and self.queue:
-            self.current = self.queue.pop(0)
-            self.started.emit(self.current.title)
-            self.current.start()
-
-    def _on_thread_finished(self) -> None:
-        job, self.current = self.current, None
-        if job is not None:
-            job.deleteLater()
-        self.ended.emit()
-        self._start_next()
 
 
 class MainWindow(QMainWindow):
@@ -94,6 +33,7 @@ class MainWindow(QMainWindow):
         for name, wb in self.workbenches.items():
             self.tabs.addTab(wb, wb.title)
             wb.readout.connect(lambda text, n=name: self._set_readout(n, text))
+            wb.status.connect(self.show_message)
             wb.error.connect(self.show_error)
         self.tabs.currentChanged.connect(lambda _: self._show_current_readout())
         self.setCentralWidget(self.tabs)
@@ -107,6 +47,9 @@ class MainWindow(QMainWindow):
         self.readout_label = QLabel("")
         self.readout_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         bar.addWidget(self.readout_label, 1)
+        self.message_label = QLabel("")
+        self.message_label.setStyleSheet("color: #2a6fb0;")
+        bar.addWidget(self.message_label)
         self.job_label = QLabel("")
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
@@ -136,6 +79,11 @@ class MainWindow(QMainWindow):
         self.progress_bar.setEnabled(False)
         self.cancel_button.setEnabled(False)
 
+    def show_message(self, text: str) -> None:
+        """A message in the status bar (beside the cursor readout) until the next one."""
+        self.message_label.setText(text[:120])
+        self.message_label.setToolTip(text)
+
     def _set_readout(self, workbench: str, text: str) -> None:
         self._readouts[workbench] = text
         self._show_current_readout()
@@ -147,11 +95,19 @@ class MainWindow(QMainWindow):
     # menus
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        for text, kind, shortcut in (("Open &scan...", "scan", QKeySequence.Open),
-                                     ("Open s&egmentation...", "segmentation", None)):
+        for text, slot, shortcut in (
+                ("Open &patient folder (BraTS)...", self.open_patient_dialog, QKeySequence.Open),
+                ("Open scan + segmentation &files...", self.open_scan_and_seg_dialog, None),
+                ("Import &DICOM series...", self.import_dicom_dialog, None)):
             act = QAction(text, self)
             if shortcut:
                 act.setShortcut(shortcut)
+            act.triggered.connect(lambda _=False, f=slot: f())
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        for text, kind in (("Open &scan only...", "scan"),
+                           ("Open s&egmentation only...", "segmentation")):
+            act = QAction(text, self)
             act.triggered.connect(lambda _=False, k=kind: self.open_dialog(k))
             file_menu.addAction(act)
         self.recent_menu = file_menu.addMenu("&Recent files")
@@ -176,9 +132,30 @@ class MainWindow(QMainWindow):
         if path:
             self.open_paths([path], kind)
 
-    def open_paths(self, paths: list[str], kind: str) -> None:
-        self.tabs.setCurrentWidget(self.workbenches["tumor"])
-        self.workbenches["tumor"].open_paths(paths, kind)
+    def open_patient_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a BraTS patient folder")
+        if path:
+            self.open_paths([path], "patient")
+
+    def open_scan_and_seg_dialog(self) -> None:
+        scan, _ = QFileDialog.getOpenFileName(self, "Open scan (T1, T1c, T2 or FLAIR)", "",
+                                              NIFTI_FILTER)
+        if not scan:
+            return
+        seg, _ = QFileDialog.getOpenFileName(self, "Open its tumor segmentation",
+                                             str(Path(scan).parent), NIFTI_FILTER)
+        if seg:
+            self.tabs.setCurrentWidget(self.workbenches["tumor"])
+            self.workbenches["tumor"].open_scan_and_segmentation(scan, seg)
+            self._remember([scan], "scan")
+            self._remember([seg], "segmentation")
+
+    def import_dicom_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a DICOM series (folder)")
+        if path:
+            self.open_paths([path], "dicom")
+
+    def _remember(self, paths, kind: str) -> None:
         try:
             from db.store import Store
 
@@ -187,6 +164,11 @@ class MainWindow(QMainWindow):
                     store.add_recent(p, kind)
         except Exception:  # the recent list is a convenience; never block opening a file
             pass
+
+    def open_paths(self, paths: list[str], kind: str) -> None:
+        self.tabs.setCurrentWidget(self.workbenches["tumor"])
+        self.workbenches["tumor"].open_paths(paths, kind)
+        self._remember(paths, kind)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

@@ -3,6 +3,7 @@
 ``save_with_dialog(parent, title, default_name, file_filter, write)`` asks for a path, calls
 ``write(path)`` and turns an OSError into one sentence on ``parent.error`` (a Workbench
 signal); success goes to ``parent.readout``. Returns the written path or None.
+``choose_folder(parent, title)`` asks for an output folder (exports that write several files).
 """
 from __future__ import annotations
 
@@ -28,3 +29,9 @@ def save_with_dialog(parent, title: str, default_name: str, file_filter: str, wr
     """Ask for a path (cancel -> None), then :func:`save_to`."""
     path, _ = QFileDialog.getSaveFileName(parent, title, default_name, file_filter)
     return save_to(parent, path, write, what) if path else None
+
+
+def choose_folder(parent, title: str, start: str = "") -> str | None:
+    """Ask for an output folder (Export buttons that write several files); cancel -> None."""
+    path = QFileDialog.getExistingDirectory(parent, title, start)
+    return path or None

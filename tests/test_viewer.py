@@ -183,8 +183,8 @@ def test_points_drawn_near_current_slice(viewer):
 
 
 def test_workbench_opens_scan_and_segmentation_in_jobs(qtbot, tmp_path):
-    from gui.main_window import JobRunner
     from gui.workbenches.tumor import TumorWorkbench
+    from gui.workers import JobRunner
 
     path, _, affine = _lps_file(tmp_path)
     seg = np.zeros(FILE_SHAPE, np.uint8)
@@ -194,7 +194,7 @@ def test_workbench_opens_scan_and_segmentation_in_jobs(qtbot, tmp_path):
     runner = JobRunner()
     wb = TumorWorkbench(runner)
     qtbot.addWidget(wb)
-    wb.load_demo()
+    wb.load_mni_demo()
     assert wb.scan is not None and wb.scan.shape == (197, 233, 189)
     qtbot.waitUntil(lambda: not runner.busy, timeout=30000)  # the demo segmentation's job
     assert wb.seg is not None

@@ -1,5 +1,7 @@
 """Display controls bound to an :class:`~gui.viewers.ortho.OrthoViewer`: window/level fields and
-presets, overlay choice + opacity slider + visibility, radiological/neurological toggle."""
+presets, overlay choice + opacity slider + visibility, radiological/neurological toggle.
+
+The overlay controls edit the viewer's layer model (``viewer.layers``) and follow its events."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt
@@ -63,6 +65,7 @@ class DisplayPanel(QWidget):
 
         viewer.levels_changed.connect(self._levels_changed)
         viewer.overlays_changed.connect(self._overlays_changed)
+        viewer.layers.changed.connect(self._layer_changed)
         viewer.radiological_changed.connect(self._radiological_changed)
         self._overlays_changed()
         self._levels_changed(*viewer.levels)
@@ -91,7 +94,7 @@ class DisplayPanel(QWidget):
 
     def _overlays_changed(self) -> None:
         current = self.overlay.currentText()
-        names = list(self.viewer.overlays)
+        names = list(self.viewer.layers)
         with QSignalBlocker(self.overlay):
             self.overlay.clear()
             self.overlay.addItems(names)
@@ -100,7 +103,7 @@ class DisplayPanel(QWidget):
         self._sync_overlay_controls()
 
     def _sync_overlay_controls(self) -> None:
-        ov = self.viewer.overlays.get(self.overlay.currentText())
+        ov = self.viewer.layers.get(self.overlay.currentText())
         for w in (self.opacity, self.visible):
             w.setEnabled(ov is not None)
         if ov is not None:
@@ -108,15 +111,19 @@ class DisplayPanel(QWidget):
                 self.opacity.setValue(int(round(100 * ov.opacity)))
                 self.visible.setChecked(ov.visible)
 
+    def _layer_changed(self, layer, what: str) -> None:
+        if layer.name == self.overlay.currentText() and what in ("opacity", "visible"):
+            self._sync_overlay_controls()
+
     def _opacity_changed(self, value: int) -> None:
-        name = self.overlay.currentText()
-        if name in self.viewer.overlays:
-            self.viewer.set_overlay_opacity(name, value / 100.0)
+        layer = self.viewer.layers.get(self.overlay.currentText())
+        if layer is not None:
+            layer.opacity = value / 100.0
 
     def _visible_changed(self, on: bool) -> None:
-        name = self.overlay.currentText()
-        if name in self.viewer.overlays:
-            self.viewer.set_overlay_visible(name, on)
+        layer = self.viewer.layers.get(self.overlay.currentText())
+        if layer is not None:
+            layer.visible = on
 
     def _radiological_changed(self, on: bool) -> None:
         with QSignalBlocker(self.radiological), QSignalBlocker(self.neurological):

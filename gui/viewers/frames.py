@@ -1,83 +1,81 @@
-"""Frame views for video: titled image panels bound to one shared :class:`gui.models.Timeline`."""
+"""A canvas that shows one rendered video frame, scaled to fill the widget with its aspect
+kept, for the frame ``timeline.index`` of a shared :class:`gui.models.Timeline`.
+
+The pixels come from a render function (engine/fsde/render.py for the Video workbench), called
+at the widget's size, so what is on screen is exactly what the exporter writes (only the scale
+differs). ``smooth`` chooses bilinear instead of nearest-neighbour pixels.
+"""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
-import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QImage, QPainter
+from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from gui.models import Timeline
 
+# render(t, scale, smooth) -> uint8 RGB (h, w, 3)
+Render = Callable[[int, float, bool], np.ndarray]
 
-class FramePanels(pg.GraphicsLayoutWidget):
-    """A row of titled image panels showing frame ``timeline.index`` of each clip.
 
-    ``set_clip(i, frames, levels, cmap)`` gives panel ``i`` its frames (T, H, W) or
-    (T, H, W, 3) in display units (or None for an empty panel); the shared timeline picks the
-    frame. All panels share one zoom (linked views).
+class FrameCanvas(QWidget):
+    """Shows ``render(timeline.index, scale, smooth)``; ``scale`` fills the widget.
+
+    ``set_source(render, fit)``: ``fit(box_h, box_w) -> scale`` (e.g. render.fit_scale for the
+    panel layout); ``set_source(None)`` clears. ``image``: the uint8 RGB array shown now.
     """
 
-    def __init__(self, titles: list[str], timeline: Timeline, parent=None):
+    def __init__(self, timeline: Timeline, parent=None):
         super().__init__(parent)
-        self.setBackground("k")
         self.timeline = timeline
-        self.views, self.items, self.labels = [], [], []
-        self.clips: list[np.ndarray | None] = [None] * len(titles)
-        for i, title in enumerate(titles):
-            label = self.addLabel(title, row=0, col=i)
-            vb = self.addViewBox(row=1, col=i, lockAspect=True, invertY=True,
-                                 enableMouse=True)
-            item = pg.ImageItem()
-            vb.addItem(item)
-            self.ci.layout.setColumnStretchFactor(i, 1)
-            for w in (label, vb):  # equal columns whatever the title lengths
-                w.setMinimumWidth(20)
-                w.setPreferredWidth(100)
-            self.labels.append(label)
-            self.views.append(vb)
-            self.items.append(item)
-        timeline.changed.connect(self._show)
+        self.smooth = False
+        self.image: np.ndarray | None = None
+        self.scale = 1.0
+        self._render: Render | None = None
+        self._fit: Callable[[int, int], float] | None = None
+        self._qimage: QImage | None = None
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setMinimumSize(200, 120)
+        timeline.changed.connect(lambda _i: self.refresh())
 
-    def set_title(self, i: int, title: str) -> None:
-        self.labels[i].setText(title)
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(900, 360)
 
-    def set_clip(self, i: int, frames: np.ndarray | None, levels=(0.0, 1.0),
-                 cmap: str | None = None) -> None:
-        self.clips[i] = frames
-        item = self.items[i]
-        if cmap:
-            item.setColorMap(pg.colormap.get(cmap))
-        item.setLevels(levels)
-        self._levels = getattr(self, "_levels", {})
-        self._levels[i] = levels
-        self._show(self.timeline.index)
-        self.fit()
+    def set_source(self, render: Render | None,
+                   fit: Callable[[int, int], float] | None = None) -> None:
+        self._render, self._fit = render, fit
+        self.refresh()
 
-    def fit(self) -> None:
-        """Show each panel's whole frame."""
-        for vb, clip in zip(getattr(self, "views", []), getattr(self, "clips", [])):
-            if clip is not None:
-                h, w = clip.shape[1:3]
-                vb.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+    def set_smooth(self, on: bool) -> None:
+        self.smooth = bool(on)
+        self.refresh()
 
-    def resizeEvent(self, event) -> None:
+    def refresh(self) -> None:
+        """Render the current frame at the scale that fills the widget."""
+        if self._render is None:
+            self.image, self._qimage = None, None
+        else:
+            self.scale = self._fit(self.height(), self.width()) if self._fit else 1.0
+            img = np.ascontiguousarray(self._render(self.timeline.index, self.scale,
+                                                    self.smooth))
+            self.image = img
+            h, w = img.shape[:2]
+            self._qimage = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+        self.update()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
-        self.fit()
+        self.refresh()
 
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self.fit()
-
-    def frame(self, i: int) -> np.ndarray | None:
-        """The frame panel ``i`` shows now, or None."""
-        clip = self.clips[i]
-        if clip is None or self.timeline.index >= len(clip):
-            return None
-        return clip[self.timeline.index]
-
-    def _show(self, _index: int = 0) -> None:
-        for i, item in enumerate(self.items):
-            f = self.frame(i)
-            if f is None:
-                item.clear()
-            else:
-                item.setImage(np.asarray(f, np.float32), autoLevels=False,
-                              levels=self._levels.get(i, (0.0, 1.0)))
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(16, 16, 16))
+        if self._qimage is not None:
+            img = self._qimage
+            if img.width() > self.width() or img.height() > self.height():  # never overflow
+                img = img.scaled(self.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation)
+            p.drawImage((self.width() - img.width()) // 2, (self.height() - img.height()) // 2,
+                        img)
+        p.end()

@@ -1,5 +1,7 @@
 """Linked orthogonal MRI viewer: axial, coronal and sagittal views sharing one 3-D cursor.
 
+(Over 400 lines: the three views, their mouse bindings and the readout are one widget.)
+
 The cursor is a plain-Python :class:`gui.models.Cursor3D` (voxel index into the displayed,
 RAS+-reoriented grid); every view subscribes to it, so linking is sharing one cursor.
 
@@ -7,14 +9,18 @@ Public API (stable; other panels call it)::
 
     viewer = OrthoViewer(cursor=None)          # makes its own Cursor3D when None
     viewer.set_volume(volume)                  # engine.imaging.Volume (RAS+ data + affine)
+    viewer.layers                              # gui.models.LayerList: the overlay model;
+        # change a Layer (layer.opacity = 0.3, layer.visible = False, layer.data = ...,
+        # layer.levels, layer.colors, layer.names) and the views follow (events)
     viewer.add_overlay(name, data, kind="labels"|"scalar", colors=None, opacity=0.5,
-                       levels=None)            # data (X, Y, Z) on the displayed grid;
+                       levels=None, names=None) -> Layer   # data (X, Y, Z) on the displayed grid;
         # labels: colors {label: (r, g, b)} (default BraTS colours), names from
         #         engine.imaging.labels; scalar: colors = a pyqtgraph colormap name
         #         (default "inferno"), levels (lo, hi); values <= lo are transparent
-    viewer.set_overlay_opacity(name, a)        # a in [0, 1]
+    viewer.set_overlay_opacity(name, a)        # shorthands for the Layer attributes
     viewer.set_overlay_visible(name, bool)
-    viewer.remove_overlay(name)
+    viewer.remove_overlay(name)                # = viewer.layers.remove(name)
+    viewer.add_coordinates("MNI", fn)          # readout also shows fn(RAS mm) (None: unknown)
     viewer.set_points(name, ijk, color=(0, 255, 255), size=4, slab=2)
         # ijk (n, 3) float voxel coords on the displayed grid; drawn in each view for points
         # within ``slab`` slices of its current slice; ijk None or empty removes the set
@@ -40,7 +46,9 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QTransform
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
-from gui.models import Cursor3D
+from engine.imaging.labels import LABEL_NAMES
+from gui.models import Cursor3D, Layer, LayerList
+from gui.viewers import LABEL_COLORS
 
 # view name -> (slice axis, horizontal axis, vertical axis) of the RAS+ volume
 VIEWS = {"axial": (2, 0, 1), "coronal": (1, 0, 2), "sagittal": (0, 1, 2)}
@@ -68,21 +76,22 @@ def _scalar_lut(name: str) -> np.ndarray:
     return lut
 
 
-class _Overlay:
-    def __init__(self, name, data, kind, lut, opacity, levels, names):
-        self.name, self.data, self.kind, self.lut = name, data, kind, lut
-        self.opacity, self.levels, self.names = float(opacity), levels, names
-        self.visible = True
+def layer_rgba(layer, lut: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """(H, W) slice of ``layer.data`` -> (H, W, 4) uint8 through the layer's ``lut``."""
+    if layer.kind == "labels":
+        return lut[np.clip(plane, 0, 255).astype(np.intp)]
+    lo, hi = layer.levels
+    scaled = (plane.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-12))
+    out = lut[np.clip(scaled, 0, 255).astype(np.intp)]
+    out[plane <= lo, 3] = 0
+    return out
 
-    def rgba(self, plane: np.ndarray) -> np.ndarray:
-        """(H, W) slice -> (H, W, 4) uint8."""
-        if self.kind == "labels":
-            return self.lut[np.clip(plane, 0, 255).astype(np.intp)]
-        lo, hi = self.levels
-        scaled = (plane.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-12))
-        out = self.lut[np.clip(scaled, 0, 255).astype(np.intp)]
-        out[plane <= lo, 3] = 0
-        return out
+
+def layer_lut(layer) -> np.ndarray:
+    """(256, 4) uint8 lookup table of a layer: label colours, or its colour map."""
+    if layer.kind == "labels":
+        return _label_lut(layer.colors if layer.colors is not None else LABEL_COLORS)
+    return _scalar_lut(layer.colors if isinstance(layer.colors, str) else "inferno")
 
 
 class SliceViewBox(pg.ViewBox):
@@ -276,18 +285,20 @@ class SliceView(pg.GraphicsView):
         self.hline.setPos(ijk[self.v] * self.spacing[1])
 
     def draw_overlay(self, name: str) -> None:
-        ov = self.viewer.overlays[name]
+        layer = self.viewer.layers[name]
         item = self.overlay_items.get(name)
         if item is None:
             item = pg.ImageItem()
-            item.setZValue(10 + len(self.overlay_items))
             self.vb.addItem(item)
             self.overlay_items[name] = item
             self._place(item)
+        item.setZValue(10 + list(self.viewer.layers).index(name))
         if self.slice >= 0:
-            item.setImage(ov.rgba(self.plane(ov.data, self.slice)), autoLevels=False, levels=None)
-        item.setOpacity(ov.opacity)
-        item.setVisible(ov.visible)
+            plane = self.plane(layer.data, self.slice)
+            item.setImage(layer_rgba(layer, self.viewer.luts[name], plane), autoLevels=False,
+                          levels=None)
+        item.setOpacity(layer.opacity)
+        item.setVisible(layer.visible)
 
     def remove_overlay(self, name: str) -> None:
         item = self.overlay_items.pop(name, None)
@@ -326,7 +337,10 @@ class OrthoViewer(QWidget):
         self.volume = None
         self.levels = (0.0, 1.0)
         self.presets: dict[str, tuple[float, float]] = {}
-        self.overlays: dict[str, _Overlay] = {}
+        self.layers = LayerList()      # the overlay model: panels change it, views follow
+        self.overlays = self.layers    # the same object under its older name
+        self.luts: dict[str, np.ndarray] = {}
+        self.coordinates: dict[str, object] = {}  # extra readout spaces, see add_coordinates
         self.points: dict[str, tuple] = {}
         self.radiological = True
         self.maximized: SliceView | None = None
@@ -349,6 +363,10 @@ class OrthoViewer(QWidget):
         for view in self.views.values():
             view.set_flip(True)
         self.cursor.changed.connect(self._on_cursor)
+        self.layers.inserted.connect(self._on_layer_inserted)
+        self.layers.removed.connect(self._on_layer_removed)
+        self.layers.changed.connect(self._on_layer_changed)
+        self.layers.reordered.connect(self._on_layers_reordered)
 
     # volume ----------------------------------------------------------------------------------
     def set_volume(self, volume) -> None:
@@ -356,8 +374,8 @@ class OrthoViewer(QWidget):
         are removed; levels go to the "Auto (1-99 %)" preset."""
         self.volume = volume
         shape = tuple(int(s) for s in volume.data.shape)
-        for name in [n for n, ov in self.overlays.items() if ov.data.shape != shape]:
-            self.remove_overlay(name)
+        for name in [n for n, layer in self.layers.items() if layer.data.shape != shape]:
+            self.layers.remove(name)
         self.points.clear()
         for view in self.views.values():
             for name in list(view.point_items):
@@ -406,52 +424,76 @@ class OrthoViewer(QWidget):
         center = (hi + lo) / 2.0 + dy_px * scale
         self.set_levels(center - width / 2.0, center + width / 2.0)
 
-    # overlays ---------------------------------------------------------------------------------
+    # overlays: the layer model drives the views ---------------------------------------------
     def add_overlay(self, name: str, data, kind: str = "labels", colors=None, opacity: float = 0.5,
-                    levels=None) -> None:
-        """Add or replace an overlay; ``data`` (X, Y, Z) on the displayed grid."""
-        from engine.imaging.labels import LABEL_COLORS, LABEL_NAMES
-
-        data = np.asarray(data)
-        if self.volume is None or data.shape != self.volume.data.shape:
-            raise ValueError(f"overlay '{name}' has shape {data.shape}, the volume "
-                             f"{None if self.volume is None else self.volume.data.shape}")
-        if kind == "labels":
-            lut = _label_lut(colors if colors is not None else LABEL_COLORS)
-            ov = _Overlay(name, data, kind, lut, opacity, None, dict(LABEL_NAMES))
-        elif kind == "scalar":
-            if levels is None:
-                levels = (float(np.min(data)), float(np.max(data)))
-            lut = _scalar_lut(colors if isinstance(colors, str) else "inferno")
-            ov = _Overlay(name, data, kind, lut, opacity, tuple(map(float, levels)), None)
-        else:
-            raise ValueError("kind must be 'labels' or 'scalar'")
-        self.overlays[name] = ov
-        for view in self.views.values():
-            view.draw_overlay(name)
-        self._update_readout()
-        self.overlays_changed.emit()
+                    levels=None, names=None) -> Layer:
+        """Add (or replace) layer ``name``; ``data`` (X, Y, Z) on the displayed grid. Labels get
+        the BraTS names unless ``names`` is given. Returns the Layer (change it to restyle)."""
+        if kind == "labels" and names is None:
+            names = dict(LABEL_NAMES)
+        return self.layers.add(Layer(name, data, kind, colors=colors, opacity=opacity,
+                                     levels=levels, names=names))
 
     def set_overlay_opacity(self, name: str, opacity: float) -> None:
-        ov = self.overlays[name]
-        ov.opacity = float(np.clip(opacity, 0.0, 1.0))
-        for view in self.views.values():
-            view.overlay_items[name].setOpacity(ov.opacity)
+        self.layers[name].opacity = opacity
 
     def set_overlay_visible(self, name: str, visible: bool) -> None:
-        ov = self.overlays[name]
-        ov.visible = bool(visible)
-        for view in self.views.values():
-            view.overlay_items[name].setVisible(ov.visible)
-        self._update_readout()
+        self.layers[name].visible = visible
 
     def remove_overlay(self, name: str) -> None:
-        if self.overlays.pop(name, None) is None:
-            return
+        self.layers.remove(name)
+
+    def _on_layer_inserted(self, layer) -> None:
+        if self.volume is None or layer.data.shape != self.volume.data.shape:
+            self.layers.remove(layer.name)
+            raise ValueError(f"overlay '{layer.name}' has shape {layer.data.shape}, the volume "
+                             f"{None if self.volume is None else self.volume.data.shape}")
+        self.luts[layer.name] = layer_lut(layer)
         for view in self.views.values():
-            view.remove_overlay(name)
+            view.draw_overlay(layer.name)
         self._update_readout()
         self.overlays_changed.emit()
+
+    def _on_layer_removed(self, layer) -> None:
+        self.luts.pop(layer.name, None)
+        for view in self.views.values():
+            view.remove_overlay(layer.name)
+        self._update_readout()
+        self.overlays_changed.emit()
+
+    def _on_layer_changed(self, layer, what: str) -> None:
+        if layer.name not in self.luts:   # rejected at insertion
+            return
+        if what == "colors":
+            self.luts[layer.name] = layer_lut(layer)
+        for view in self.views.values():
+            item = view.overlay_items.get(layer.name)
+            if item is None:
+                continue
+            if what == "opacity":
+                item.setOpacity(layer.opacity)
+            elif what == "visible":
+                item.setVisible(layer.visible)
+            elif what in ("data", "colors", "levels"):
+                view.draw_overlay(layer.name)
+        if what in ("visible", "data", "names", "colors"):
+            self._update_readout()
+        if what in ("opacity", "visible"):
+            self.overlays_changed.emit()
+
+    def _on_layers_reordered(self) -> None:
+        for view in self.views.values():
+            for name in self.layers:
+                view.draw_overlay(name)
+
+    def add_coordinates(self, name: str, ras_to_mm) -> None:
+        """Show another space in the readout: ``ras_to_mm((3,) RAS mm of the displayed scan)``
+        -> (3,) mm in space ``name`` (e.g. "MNI"), or None while unknown. None removes it."""
+        if ras_to_mm is None:
+            self.coordinates.pop(name, None)
+        else:
+            self.coordinates[name] = ras_to_mm
+        self._update_readout()
 
     def set_points(self, name: str, ijk, color=(0, 255, 255), size: float = 4,
                    slab: float = 2) -> None:
@@ -500,15 +542,12 @@ class OrthoViewer(QWidget):
         aff = np.asarray(vol.affine)
         parts["ras_mm"] = tuple(float(v) for v in aff[:3, :3] @ np.asarray(ijk, float) + aff[:3, 3])
         parts["value"] = vol.data[ijk].item()
-        parts["overlays"] = {}
-        for name, ov in self.overlays.items():
-            if not ov.visible:
-                continue
-            value = ov.data[ijk].item()
-            if ov.kind == "labels":
-                parts["overlays"][name] = ov.names.get(int(value), f"label {int(value)}")
-            else:
-                parts["overlays"][name] = f"{value:.3g}"
+        parts["spaces"] = {}
+        for name, fn in self.coordinates.items():
+            xyz = fn(np.asarray(parts["ras_mm"]))
+            parts["spaces"][name] = None if xyz is None else tuple(float(v) for v in xyz)
+        parts["overlays"] = {name: layer.value_text(ijk) for name, layer in self.layers.items()
+                             if layer.visible}
         return parts
 
     def _update_readout(self) -> None:
@@ -521,6 +560,9 @@ class OrthoViewer(QWidget):
         value_text = f"{value:.4g}" if isinstance(value, float) else str(value)
         text = (f"IJK (file) [{fi}, {fj}, {fk}]  RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm  "
                 f"value {value_text}")
+        for name, xyz in p["spaces"].items():
+            text += f"  {name} " + ("(not registered)" if xyz is None else
+                                    "({:.1f}, {:.1f}, {:.1f}) mm".format(*xyz))
         for name, what in p["overlays"].items():
             text += f"  {name}: {what}"
         self.readout_text = text
@@ -532,18 +574,24 @@ class OrthoViewer(QWidget):
         name = getattr(vol, "name", "")
         lines = [f"<b>{name}</b>", f"IJK (file) {list(p['file_ijk'])}",
                  "RAS ({:.1f}, {:.1f}, {:.1f}) mm".format(*p["ras_mm"]),
+                 *(f"{n} " + ("(not registered)" if xyz is None else
+                              "({:.1f}, {:.1f}, {:.1f}) mm".format(*xyz))
+                   for n, xyz in p["spaces"].items()),
                  f"value {p['value']:.4g}" if isinstance(p["value"], float)
                  else f"value {p['value']}",
                  f"window {self.levels[0]:.4g} .. {self.levels[1]:.4g}",
                  "radiological (L on right)" if self.radiological else "neurological (L on left)"]
-        for oname, ov in self.overlays.items():
+        for oname, ov in self.layers.items():
             if ov.kind == "labels":
                 swatches = []
                 seen = set()
+                lut = self.luts.get(oname)
+                if lut is None:
+                    continue
                 for value in range(1, 256):
-                    if ov.lut[value, 3] and ov.names.get(value) not in seen:
+                    if lut[value, 3] and ov.names.get(value) not in seen:
                         seen.add(ov.names.get(value))
-                        r, g, b = ov.lut[value, :3]
+                        r, g, b = lut[value, :3]
                         swatches.append(f"<span style='color: rgb({r},{g},{b})'>&#9632;</span> "
                                         f"{ov.names.get(value, value)}")
                 lines.append(f"<br><b>{oname}</b>: {p['overlays'].get(oname, 'hidden')}<br>"

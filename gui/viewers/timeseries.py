@@ -15,10 +15,14 @@ LAYER_COLORS = ["#4fc3f7", "#ffb74d", "#ba68c8", "#81c784", "#e57373"]
 FAN_DEPTH = 4  # earlier predictions drawn (fainter) behind the current one
 
 
-def _plain_axes(plot: pg.PlotWidget) -> None:
-    """No automatic SI-prefix rescaling: values read as they are."""
+def _setup(plot: pg.PlotWidget, label: str) -> None:
+    """Common look: no context menu, a faint grid, the y label, and no automatic SI-prefix
+    rescaling (values read as they are)."""
+    plot.setMenuEnabled(False)
+    plot.showGrid(x=True, y=True, alpha=0.2)
     for name in ("left", "bottom"):
         plot.getAxis(name).enableAutoSIPrefix(False)
+    plot.getPlotItem().setLabel("left", label)
 
 
 def _cursor_line() -> pg.InfiniteLine:
@@ -30,10 +34,7 @@ class ChannelPlot(pg.PlotWidget):
 
     def __init__(self, name: str, parent=None):
         super().__init__(parent)
-        self.setMenuEnabled(False)
-        self.showGrid(x=True, y=True, alpha=0.2)
-        _plain_axes(self)
-        self.getPlotItem().setLabel("left", name)
+        _setup(self, name)
         self.full = self.plot(pen=pg.mkPen((150, 150, 150, 90), width=1))
         self.seen = self.plot(pen=pg.mkPen("#e0e0e0", width=1.5))
         alphas = [int(200 * (1 - (k + 1) / (FAN_DEPTH + 2))) for k in range(FAN_DEPTH)]
@@ -91,10 +92,7 @@ class TracePlot(pg.PlotWidget):
 
     def __init__(self, label: str, parent=None):
         super().__init__(parent)
-        self.setMenuEnabled(False)
-        self.showGrid(x=True, y=True, alpha=0.2)
-        _plain_axes(self)
-        self.getPlotItem().setLabel("left", label)
+        _setup(self, label)
         self.legend = self.addLegend(offset=(-5, 5), labelTextSize="8pt")
         self.curves: list = []
         self.cursor = _cursor_line()
@@ -124,11 +122,8 @@ class HistoryPlot(pg.PlotWidget):
 
     def __init__(self, label: str, parent=None):
         super().__init__(parent)
-        self.setMenuEnabled(False)
-        self.showGrid(x=True, y=True, alpha=0.2)
-        _plain_axes(self)
+        _setup(self, label)
         self.setLogMode(y=True)
-        self.getPlotItem().setLabel("left", label)
         self.getPlotItem().setLabel("bottom", "epoch")
         self.legend = self.addLegend(offset=(-5, 5), labelTextSize="8pt")
         self.curves: list = []

@@ -8,12 +8,14 @@ from PySide6.QtWidgets import QWidget
 class Workbench(QWidget):
     """Base class. Subclasses set ``title`` and may override the hooks below.
 
-    ``jobs`` is the main window's :class:`gui.main_window.JobRunner` (one progress bar
-    with a Cancel button for the whole window); ``readout`` carries the status-bar text.
+    ``jobs`` is the main window's :class:`gui.workers.JobRunner` (one progress bar
+    with a Cancel button for the whole window); ``readout`` carries the status-bar text (the
+    cursor readout), ``status`` a message shown beside it until the next one.
     """
 
     title = "Workbench"
     readout = Signal(str)
+    status = Signal(str)  # a message for the status bar (e.g. "previous fit cleared: ...")
     error = Signal(str)  # one sentence, shown by the main window as a dialog
 
     def __init__(self, jobs, parent=None):

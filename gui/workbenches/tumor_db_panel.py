@@ -1,9 +1,13 @@
-"""Database panel of the Tumor workbench: choose, build (progress, cancel, resume) and inspect a
-tumor simulation database: coverage histograms of mu1, mu2 and volumes, origins as points.
+"""Database panel of the Tumor workbench: choose, build (progress, cancel, resume; locally or on
+a Dask scheduler) and inspect a tumor simulation database: coverage histograms of mu1, mu2 and
+volumes, origins as points.
 
-Constructed as ``DatabasePanel(workbench)``; uses ``workbench.jobs.start`` for the build,
-``workbench.viewer.set_points`` (when the workbench has a viewer) for the origins, and the
-workbench's ``error`` / ``readout`` signals. Emits ``database_changed(TumorDatabase)``.
+``DatabasePanel(jobs, viewer=None, mni_to_vox=None)``: dependencies are explicit. ``jobs`` runs
+the build; ``viewer.set_points`` shows one origin per run, mapped by ``mni_to_vox((n, 3) MNI mm)
+-> (n, 3)`` voxel coordinates of the displayed scan (None while unknown, e.g. before a native
+scan is registered; call ``show_origins()`` again when it changes). The panel keeps the ONE
+open database (``database``) that the Personalize panel fits against. Signals:
+``database_changed(TumorDatabase)``, ``error(str)``, ``readout(str)``.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 from engine.tumor.database import default_db_dir
+from gui.viewers import DB_ORIGINS
 
 PRESETS = ("demo", "standard", "tiny")
 ORIGIN_COLOR = (255, 190, 0)
@@ -23,10 +28,12 @@ ORIGIN_COLOR = (255, 190, 0)
 
 class DatabasePanel(QWidget):
     database_changed = Signal(object)   # TumorDatabase
+    error = Signal(str)
+    readout = Signal(str)
 
-    def __init__(self, workbench, parent=None):
+    def __init__(self, jobs, viewer=None, mni_to_vox=None, parent=None):
         super().__init__(parent)
-        self.workbench = workbench
+        self.jobs, self.viewer, self.mni_to_vox = jobs, viewer, mni_to_vox
         self.database = None
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
@@ -43,7 +50,7 @@ class DatabasePanel(QWidget):
         self.preset_box.addItems(PRESETS)
         self.preset_box.currentTextChanged.connect(self._preset_changed)
         self.open_button = QPushButton("Open")
-        self.open_button.clicked.connect(lambda: self.open_database(self.path_edit.text()))
+        self.open_button.clicked.connect(lambda: self.open_in_job(self.path_edit.text()))
         self.build_button = QPushButton("Build / resume")
         self.build_button.setToolTip("Build the database, or resume or repair an interrupted "
                                      "build (Cancel in the progress bar stops it cleanly).")
@@ -55,6 +62,15 @@ class DatabasePanel(QWidget):
         row.addWidget(self.open_button)
         row.addWidget(self.build_button)
         layout.addLayout(row)
+        self.scheduler_edit = QLineEdit()
+        self.scheduler_edit.setPlaceholderText("Dask scheduler (optional) tcp://host:port")
+        self.scheduler_edit.setToolTip("Build on an existing Dask cluster: workers compute the "
+                                       "batches, this program alone writes. Empty: local "
+                                       "worker processes.")
+        layout.addWidget(self.scheduler_edit)
+        self.build_status = QLabel("")
+        self.build_status.setWordWrap(True)
+        layout.addWidget(self.build_status)
         self.info = QLabel("No database open.")
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
@@ -84,7 +100,7 @@ class DatabasePanel(QWidget):
         if path:
             self.path_edit.setText(path)
             if (Path(path) / "manifest.json").is_file():
-                self.open_database(path)
+                self.open_in_job(path)
 
     def _preset_changed(self, preset: str) -> None:
         current = Path(self.path_edit.text())
@@ -92,46 +108,75 @@ class DatabasePanel(QWidget):
             self.path_edit.setText(str(default_db_dir(preset)))
 
     def open_database(self, path) -> bool:
-        """Open a built database; a bad one is reported in one sentence. True on success."""
+        """Open a built database now (in this thread); a bad one is reported in one sentence.
+        True on success. The GUI uses :meth:`open_in_job` (opening checks the shards)."""
         from engine.jobs import InputError
         from engine.tumor.database import TumorDatabase
 
         try:
             db = TumorDatabase.open(path)
         except InputError as err:
-            self.workbench.error.emit(str(err))
+            self.error.emit(str(err))
             return False
-        self.path_edit.setText(str(path))
-        self._show(db)
+        self._opened(db, path)
         return True
 
-    def build(self, path, preset: str = "demo", workers: int = 2) -> None:
-        """Build (or resume / repair) in the window's job runner, then open it."""
+    def open_in_job(self, path) -> None:
+        """Open a database in a job (never blocks the GUI); shown when it is open."""
+        from engine.tumor.database import TumorDatabase
+
+        def open_job(progress, cancel):
+            progress.update(0.1, "checking the database")
+            return TumorDatabase.open(path)
+
+        self.jobs.start(f"Open database {Path(path).name}", open_job,
+                        on_done=lambda db: self._opened(db, path), on_failed=self.error.emit)
+
+    def _opened(self, db, path) -> None:
+        self.path_edit.setText(str(path))
+        old, self.database = self.database, None
+        if old is not None:
+            try:
+                old.close()
+            except Exception:  # opened in another (job) thread: sqlite refuses; GC closes it
+                pass
+        self._show(db)
+
+    def build(self, path, preset: str = "demo", workers: int = 2, scheduler: str | None = None):
+        """Build (or resume / repair) in the window's job runner, then open it. ``scheduler``
+        (default: the text field) "tcp://host:port" runs the batches on that Dask cluster."""
         from engine.tumor.database import build_database
 
         path = str(path)
+        scheduler = (self.scheduler_edit.text().strip() if scheduler is None else scheduler)
+        where = {"scheduler": scheduler} if scheduler else {"workers": workers}
         self.build_button.setEnabled(False)
+        self.build_status.setText(f"Building on {scheduler or f'{workers} local workers'}…")
 
         def finished(*_):
             self.build_button.setEnabled(True)
 
         def done(_manifest):
             finished()
-            self.open_database(path)
+            self.build_status.setText(f"Built {path}.")
+            self.open_in_job(path)
 
         def cancelled():
             finished()
-            self.info.setText(f"Build of {path} cancelled; press Build / resume to continue.")
+            self.build_status.setText(f"Build of {path} cancelled; press Build / resume to "
+                                      "continue.")
 
         def failed(message):
             finished()
-            self.workbench.error.emit(message)
+            self.build_status.setText("Build failed.")
+            self.error.emit(message)
 
-        job = self.workbench.jobs.start(f"Building tumor database ({preset})", build_database,
-                                        path, preset=preset, seed=0, workers=workers,
-                                        on_done=done, on_failed=failed, on_cancelled=cancelled)
-        if job is None:
-            finished()
+        job = self.jobs.start(f"Building tumor database ({preset})", build_database,
+                              path, preset=preset, seed=0, **where,
+                              on_done=done, on_failed=failed, on_cancelled=cancelled)
+        # the builder's progress messages name the workers and the tasks in flight
+        job.progressed.connect(lambda f, message, eta: self.build_status.setText(
+            f"{100 * f:.0f} %: {message}"))
 
     def _show(self, db) -> None:
         self.database = db
@@ -153,10 +198,19 @@ class DatabasePanel(QWidget):
                 bins = 30
             counts, edges = np.histogram(v, bins=bins)
             curve.setData(edges, counts)
-        scan = getattr(self.workbench, "scan", None)
-        if scan is not None:  # origins are MNI mm; the viewer wants the displayed scan's voxels
-            _, first = np.unique(s["run_id"], return_index=True)
-            self.workbench.viewer.set_points("database origins",
-                                             scan.mm_to_vox(s["origin_mm"][first]), ORIGIN_COLOR, 4)
-        self.workbench.readout.emit(f"Tumor database {db.root}: {len(db)} snapshots")
+        self.show_origins()
+        self.readout.emit(f"Tumor database {db.root}: {len(db)} snapshots")
         self.database_changed.emit(db)
+
+    def show_origins(self) -> None:
+        """One point per run at its origin (MNI mm) in the displayed scan's voxels, when the
+        mapping is known; otherwise no points."""
+        if self.viewer is None:
+            return
+        db = self.database
+        ijk = None
+        if db is not None and self.mni_to_vox is not None:
+            s = db.snapshots
+            _, first = np.unique(s["run_id"], return_index=True)
+            ijk = self.mni_to_vox(s["origin_mm"][first])
+        self.viewer.set_points(DB_ORIGINS, ijk, ORIGIN_COLOR, 4)
