@@ -27,19 +27,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.pvrnn.config import Config, LayerConfig  # noqa: E402
+from engine.pvrnn.config import Config, ERSettings, LayerConfig  # noqa: E402
 from engine.pvrnn.er import (error_regression, horizon_rmse, persistence,  # noqa: E402
                              prior_alone)
 from engine.pvrnn.model import PVRNN, single_thread_blas  # noqa: E402
-from engine.pvrnn.train import train  # noqa: E402
+from engine.pvrnn.train import model_from_checkpoint, train  # noqa: E402
 
 RES = ROOT / "resources"
 NRL_MS = 43.0
 
 
-def model_of(ck, cfg) -> tuple[PVRNN, np.ndarray, np.ndarray]:
-    m = PVRNN(cfg.layers, {k: v.numpy() for k, v in ck["params"].items()}, cfg.beta)
-    return m, ck["scale_lo"].numpy(), ck["scale_hi"].numpy()
+def model_of(ck) -> tuple[PVRNN, np.ndarray, np.ndarray]:
+    """(model, lo, hi) of a checkpoint, by the engine's loader."""
+    model, _, lo, hi = model_from_checkpoint(ck)
+    return model, lo, hi
 
 
 def full(X):
@@ -111,7 +112,7 @@ def latency_section(quick: bool) -> None:
     cfg = Config(layers=[LayerConfig(40, 4, 2.0, 1e-2), LayerConfig(10, 1, 10.0, 1e-2)],
                  epochs=200 if quick else 500)
     ck = train(bm, full(bm), cfg)
-    model, lo, hi = model_of(ck, cfg)
+    model, lo, hi = model_of(ck)
     rows = []
     for window, iters in ((15, 15), (25, 100)):
         n_seq = 2 if quick or iters > 50 else 4
@@ -161,7 +162,7 @@ def horizon_section(quick: bool) -> dict:
         train_s = time.perf_counter() - t0
         train_rows.append([name, f"{Xtr.shape}", str(cfg.epochs), f"{train_s:.1f}",
                            f"{ck['history']['rec'][-1]:.5f}"])
-        model, lo, hi = model_of(ck, cfg)
+        model, lo, hi = model_of(ck)
         H = 10
         res = error_regression(model, lo, hi, Xte, full(Xte), window=cfg.er.window,
                                iterations=cfg.er.iterations, lr=cfg.er.lr, horizon=H)
@@ -190,9 +191,11 @@ def meta_prior_section(quick: bool, done: dict) -> None:
     for w in (1e-4, 1e-3, 1e-2, 1e-1):
         er_only = ["", "", ""]
         if base is not None:  # the default model (trained with w = 1e-2), ER with --meta-prior w
-            model, lo, hi = model_of(base[1], base[2])
-            res = error_regression(model, lo, hi, Xte, full(Xte), window=15, iterations=15,
-                                   lr=0.1, horizon=10, meta_prior=w)
+            model, lo, hi = model_of(base[1])
+            er = ERSettings()  # the defaults, with the ER meta-prior set to w
+            res = error_regression(model, lo, hi, Xte, full(Xte), window=er.window,
+                                   iterations=er.iterations, lr=er.lr, horizon=10,
+                                   meta_prior=w)
             rm = horizon_rmse(Xte, res["predictions"])
             er_only = [f"{rm[0]:.4f}", f"{rm[4]:.4f}", f"{rm[9]:.4f}"]
         cfg = Config()
@@ -201,7 +204,7 @@ def meta_prior_section(quick: bool, done: dict) -> None:
         for lay in cfg.layers:
             lay.w = w
         ck = train(Xtr, full(Xtr), cfg)
-        model, lo, hi = model_of(ck, cfg)
+        model, lo, hi = model_of(ck)
         res = error_regression(model, lo, hi, Xte, full(Xte), window=cfg.er.window,
                                iterations=cfg.er.iterations, lr=cfg.er.lr, horizon=10)
         rm = horizon_rmse(Xte, res["predictions"])

@@ -25,11 +25,11 @@ DEMO_SEQUENCES = 4
 
 def main() -> int:
     sys.path.insert(0, str(HERE.parent))
-    from db.atomic import write_npy, write_npz, write_text
+    from db.atomic import write_npy, write_text
     from engine.pvrnn.config import Config
     from engine.pvrnn.data import synthetic
-    from engine.pvrnn.er import error_regression
-    from engine.pvrnn.train import load_model, train
+    from engine.pvrnn.prediction import predict
+    from engine.pvrnn.train import load_checkpoint, train
 
     cfg = Config()
     write_text(OUT / "default.toml", "# PV-RNN default configuration "
@@ -44,15 +44,11 @@ def main() -> int:
     Xtr = sets["train"]
     train(Xtr, np.full(len(Xtr), Xtr.shape[1]), cfg, OUT / "demo_model.pt", resume=False)
     train_s = time.monotonic() - t0
-    model, cfg, lo, hi, _ = load_model(OUT / "demo_model.pt")
     Xte = sets["test"][:DEMO_SEQUENCES]
-    lengths = np.full(len(Xte), Xte.shape[1])
-    e = cfg.er
-    res = error_regression(model, lo, hi, Xte, lengths, window=e.window,
-                           iterations=e.iterations, lr=e.lr, horizon=e.horizon)
-    write_npz(OUT / "demo_pred.npz", lengths=lengths, window=np.int64(e.window),
-              iterations=np.int64(e.iterations), lr=np.float64(e.lr),
-              horizon=np.int64(e.horizon), **res)
+    pred = predict(load_checkpoint(OUT / "demo_model.pt"), Xte,
+                   np.full(len(Xte), Xte.shape[1]))  # the model's [er] settings
+    pred.save(OUT / "demo_pred.npz")
+    e = pred.settings
     write_text(OUT / "PROVENANCE.md", f"""# PV-RNN resources (derived)
 
 Made by `resources/derive_pvrnn.py` (no external source: generated here).

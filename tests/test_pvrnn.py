@@ -9,7 +9,7 @@ from engine.pvrnn.config import Config, LayerConfig, load_config
 from engine.pvrnn.data import load_sequences, synthetic
 from engine.pvrnn.er import error_regression, horizon_rmse, persistence, prior_alone
 from engine.pvrnn.model import PVRNN, init_params, kl_gauss
-from engine.pvrnn.train import load_checkpoint, load_model, train
+from engine.pvrnn.train import load_checkpoint, load_model, model_from_checkpoint, train
 
 
 def tiny_cfg(**kw) -> Config:
@@ -246,3 +246,198 @@ def test_synthetic_set_follows_the_state_machine():
         states = s[::PERIOD]
         for a, b in zip(states[:-1], states[1:]):
             assert PFSM[a, b] > 0
+
+
+# --------------------------------------------------------------------------- issue 9 / 12
+def _prediction(meta_prior=0.2, chunk=1):
+    """A small Prediction: 2 sequences (lengths 6 and 4) of 6 steps, H 3, D 2, L 1."""
+    from engine.pvrnn.config import ERSettings
+    from engine.pvrnn.prediction import Prediction
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([6, 4])
+    obs = rng.normal(size=(2, 6, 2)).astype(np.float32)
+    obs[1, 4:] = np.nan
+    pred = rng.normal(size=(2, 6, 3, 2)).astype(np.float32)
+    target = np.arange(6)[:, None] + np.arange(3)[None, :] + 1
+    pred[target[None].repeat(2, 0) >= lengths[:, None, None]] = np.nan
+    kl = rng.uniform(size=(2, 6, 1)).astype(np.float32)
+    kl[1, 4:] = np.nan
+    lat = rng.uniform(1, 2, size=(2, 6)).astype(np.float32)
+    rec = rng.normal(size=(2, 6, 4, 2)).astype(np.float32)
+    return Prediction(obs, pred, kl, lat, lengths,
+                      ERSettings(window=4, iterations=3, lr=0.05, horizon=3,
+                                 meta_prior=meta_prior), rec, chunk)
+
+
+def test_prediction_save_load_round_trip(tmp_path):
+    from dataclasses import replace
+
+    from engine.pvrnn.prediction import Prediction
+
+    p = _prediction()
+    p.save(tmp_path / "p.npz")
+    q = Prediction.load(tmp_path / "p.npz")
+    assert q == p and q.settings.meta_prior == 0.2 and q.chunk == 1 and q.shape == (2, 6, 3, 2, 1)
+    plain = replace(_prediction(meta_prior=None, chunk=None), reconstruction=None)
+    plain.save(tmp_path / "plain.npz")
+    back = Prediction.load(tmp_path / "plain.npz")
+    assert back == plain and back.settings.meta_prior is None and back.reconstruction is None
+    assert back != p  # the comparison looks at the content
+    with np.load(tmp_path / "p.npz") as z:  # the PRED.npz layout documented in docs/pvrnn.md
+        assert {"observed", "predictions", "kl", "latency_ms", "reconstruction", "lengths",
+                "window", "iterations", "lr", "horizon", "meta_prior", "chunk"} == set(z.files)
+
+
+def test_prediction_load_refuses_bad_files_with_one_sentence(tmp_path):
+    from engine.pvrnn.prediction import Prediction
+
+    good = _prediction().arrays()
+    (tmp_path / "junk.npz").write_bytes(b"not an archive")
+    np.savez(tmp_path / "nokl.npz", **{k: v for k, v in good.items() if k != "kl"})
+    np.savez(tmp_path / "shape.npz", **dict(good, kl=np.zeros((2, 5, 1))))
+    np.savez(tmp_path / "lr.npz", **dict(good, lr=np.float64("nan")))
+    np.savez(tmp_path / "horizon.npz", **dict(good, horizon=np.int64(4)))
+    np.savez(tmp_path / "lengths.npz", **dict(good, lengths=np.array([6, 9])))
+    for name, words in (("missing.npz", ["does not exist"]), ("junk.npz", ["not a readable"]),
+                        ("nokl.npz", ["missing: kl"]), ("shape.npz", ["disagree"]),
+                        ("lr.npz", ["lr", "finite"]), ("horizon.npz", ["horizon"]),
+                        ("lengths.npz", ["lengths"])):
+        with pytest.raises(InputError) as err:
+            Prediction.load(tmp_path / name)
+        msg = str(err.value)
+        assert name in msg and "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_check_finite_flags_nan_predictions_but_not_the_padding():
+    from engine.jobs import InputError
+
+    p = _prediction()
+    assert np.isnan(p.predictions).any()  # the padding is NaN and is allowed
+    p.check_finite()
+    p.predictions[1, 2, 0, 1] = np.nan  # target step 3 < length 4: must exist
+    with pytest.raises(InputError, match="diverged.*sequence 1 at step 2"):
+        p.check_finite()
+    q = _prediction()
+    q.kl[0, 5, 0] = np.inf
+    with pytest.raises(InputError, match="sequence 0 at step 5"):
+        q.check_finite()
+
+
+def test_predict_uses_the_model_settings_and_refuses_a_diverging_run():
+    from engine.jobs import InputError
+    from engine.pvrnn.prediction import predict
+
+    cfg = tiny_cfg(epochs=3)
+    cfg.er.window, cfg.er.horizon, cfg.er.iterations = 4, 2, 2
+    X, _ = synthetic(2, 12, seed=0)
+    lengths = np.array([12, 12])
+    ck = train(X, lengths, cfg)
+    p = predict(ck, X, lengths)
+    assert p.settings == cfg.er and p.predictions.shape == (2, 12, 2, 2)
+    assert p.reconstruction.shape == (2, 12, 4, 2)
+    model, _, lo, hi = model_from_checkpoint(ck)
+    direct = error_regression(model, lo, hi, X, lengths, window=4, iterations=2, horizon=2)
+    np.testing.assert_array_equal(p.predictions, direct["predictions"])
+    with pytest.raises(InputError, match="3 dimensions"):
+        predict(ck, np.zeros((1, 5, 3)), np.array([5]), data_name="three.npy")
+    ck["params"]["bsig0"].fill_(-1000.0)  # finite weights whose prior sigma underflows
+    with pytest.raises(InputError, match="diverged"):
+        predict(ck, X, lengths)
+
+
+def test_training_divergence_is_an_error_and_keeps_the_last_checkpoint(tmp_path):
+    from engine.jobs import InputError
+    from engine.pvrnn.train import save_checkpoint
+
+    X, _ = synthetic(2, 12, seed=0)
+    lengths = np.array([12, 12])
+    out = tmp_path / "m.pt"
+    train(X, lengths, tiny_cfg(epochs=2), out)
+    ck = load_checkpoint(out)
+    ck["params"]["bsig0"].fill_(-1000.0)
+    save_checkpoint(ck, out)
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="diverged at epoch 3"):
+        train(X, lengths, tiny_cfg(epochs=4), out)
+    assert out.read_bytes() == before
+
+
+def test_train_onto_an_existing_model_resumes_only_with_the_same_setup_and_data(tmp_path):
+    from engine.pvrnn.train import data_fingerprint
+
+    X, _ = synthetic(2, 12, seed=0)
+    lengths = np.array([12, 12])
+    out = tmp_path / "m.pt"
+    train(X, lengths, tiny_cfg(epochs=2), out)
+    before = out.read_bytes()
+    other_layers = tiny_cfg(epochs=2, layers=[LayerConfig(d=5, z=1, tau=2.0, w=1e-3)])
+    for kw, data, words in ((dict(cfg=tiny_cfg(epochs=2, seed=9)), X, ["seed 3 (now 9)"]),
+                            (dict(cfg=tiny_cfg(epochs=2, beta=0.5)), X, ["beta"]),
+                            (dict(cfg=other_layers), X, ["layers", "d5"]),
+                            (dict(cfg=tiny_cfg(epochs=2)), X + 0.5, ["other data"])):
+        with pytest.raises(InputError) as err:
+            train(data, lengths, kw["cfg"], out)
+        assert "m.pt" in str(err.value) and "--force" in str(err.value)
+        assert all(w in str(err.value) for w in words), str(err.value)
+        assert out.read_bytes() == before
+    # more epochs and other [er] settings: the same model, resumed
+    more = tiny_cfg(epochs=3)
+    more.er.window = 7
+    assert train(X, lengths, more, out)["epoch"] == 3
+    train(X + 0.5, lengths, tiny_cfg(epochs=2), out, force=True)
+    assert load_checkpoint(out)["data_sha"] == data_fingerprint(X + 0.5, lengths)
+    assert load_checkpoint(out)["epoch"] == 2
+
+
+def test_model_file_with_non_finite_weights_is_refused(tmp_path):
+    from engine.pvrnn.train import save_checkpoint
+
+    X, _ = synthetic(1, 8, seed=0)
+    ck = train(X, np.array([8]), tiny_cfg(epochs=1))
+    ck["params"]["Wo"][0, 0] = float("nan")
+    save_checkpoint(ck, tmp_path / "nan.pt")
+    with pytest.raises(InputError, match="nan.pt.*non-finite"):
+        load_checkpoint(tmp_path / "nan.pt")
+
+
+@pytest.mark.parametrize("body, words", [
+    ("lr = nan\n", ["c.toml'", "lr must be a finite number"]),
+    ("[er]\nlr = inf\n", ["lr in [er]", "finite"]),
+    ("[er]\nmeta_prior = -1.0\n", ["meta_prior in [er]", ">= 0"]),
+    ("[er]\nwindow = 0\n", ["window in [er]"]),
+    ("seed = -1\n", ["seed must be >= 0"]),
+    ("seed = 4294967296\n", ["seed"]),
+    ("checkpoint_every = 0\n", ["checkpoint_every"]),
+    ("clip = -inf\n", ["clip"]),
+    ("[[layers]]\nd = 4\nz = 1\ntau = nan\n", ["tau of layer 1", "finite"]),
+    ("[[layers]]\nd = 4\nz = 1\nw = inf\n", ["w of layer 1", "finite"]),
+])
+def test_config_values_must_be_finite_and_in_range(tmp_path, body, words):
+    (tmp_path / "c.toml").write_text(body)
+    with pytest.raises(InputError) as err:
+        load_config(tmp_path / "c.toml")
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_config_is_read_with_the_shared_toml_reader(tmp_path):
+    from engine.pvrnn.config import ERSettings, parse_config
+
+    with pytest.raises(InputError, match="is a folder"):  # engine.tomlconf.read_toml's check
+        load_config(tmp_path)
+    cfg = parse_config("[er]\nmeta_prior = 0.5\n")
+    assert cfg.er == ERSettings(meta_prior=0.5)
+    assert parse_config(cfg.to_toml()) == cfg  # meta_prior survives the round trip
+    with pytest.raises(InputError, match="The configuration is not valid TOML"):
+        parse_config("epochs = [")
+
+
+def test_values_too_large_to_scale_are_refused(tmp_path):
+    X = np.ones((2, 4, 2))
+    X[1, 2, 0] = -1e200  # finite, but its range and squared errors overflow
+    np.save(tmp_path / "huge.npy", X)
+    with pytest.raises(InputError, match=r"huge.npy.*-1e\+200 in sequence 1 at step 2"):
+        load_sequences(tmp_path / "huge.npy")
+    (tmp_path / "huge.csv").write_text("1,2\n3,4e300\n")
+    with pytest.raises(InputError, match="huge.csv.*sequence 0 at step 1"):
+        load_sequences(tmp_path / "huge.csv")

@@ -101,3 +101,95 @@ def test_train_refuses_to_overwrite_a_file_that_is_not_a_checkpoint(tmp_path, tr
                  "--config", trained / "tiny.toml")
     _bad(r, "notes.pt", "not a PV-RNN checkpoint")
     assert (tmp_path / "notes.pt").read_text() == "my precious notes"
+
+
+def _main(capsys, *args):
+    """``main.py ARGS`` in this process (fast): (exit code, stderr lines that are not
+    progress bars)."""
+    import main as entry
+    from engine.cli import is_progress_line
+
+    try:
+        code = entry.main([str(a) for a in args])
+    except SystemExit as stop:  # argparse
+        code = stop.code
+    err = capsys.readouterr().err
+    return code, [x for x in err.splitlines() if x.strip() and not is_progress_line(x)]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--lr", "nan"), ("--lr", "inf"), ("--lr", "0"), ("--lr", "-1"), ("--meta-prior", "nan"),
+    ("--meta-prior", "-0.5"), ("--window", "0"), ("--window", "100000"), ("--iterations", "-1"),
+    ("--horizon", "0"), ("--chunk", "0"), ("--chunk", "2.5"),
+])
+def test_predict_refuses_non_finite_or_out_of_range_options(tmp_path, trained, capsys, option,
+                                                             value):
+    code, lines = _main(capsys, "pvrnn", "predict", "--model", trained / "m.pt", "--data",
+                        trained / "data.csv", "--out", tmp_path / "p.npz", option, value)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert option in lines[0] and repr(value) in lines[0]
+    assert not (tmp_path / "p.npz").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--seed", "-1"), ("--seed", str(2 ** 32)),
+                                           ("--epochs", "-3"), ("--epochs", "nan")])
+def test_train_refuses_bad_seed_and_epochs(tmp_path, trained, capsys, option, value):
+    code, lines = _main(capsys, "pvrnn", "train", "--data", trained / "data.csv", "--out",
+                        tmp_path / "m.pt", option, value)
+    assert code == 2 and len(lines) == 1 and option in lines[0], lines
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_never_replaces_a_model_of_other_settings_or_data_without_force(tmp_path, trained):
+    import shutil
+
+    model = tmp_path / "m.pt"
+    shutil.copy(trained / "m.pt", model)
+    before = model.read_bytes()
+    r = run_main("pvrnn", "train", "--data", trained / "data.csv", "--out", model,
+                 "--config", trained / "tiny.toml", "--seed", "7")
+    _bad(r, "m.pt", "seed 2 (now 7)", "--force")
+    np.save(tmp_path / "other.npy", np.zeros((2, 12, 2)) + np.arange(12)[None, :, None])
+    r = run_main("pvrnn", "train", "--data", tmp_path / "other.npy", "--out", model,
+                 "--config", trained / "tiny.toml")
+    _bad(r, "m.pt", "other data")
+    assert model.read_bytes() == before
+    r = run_main("pvrnn", "train", "--data", tmp_path / "other.npy", "--out", model,
+                 "--config", trained / "tiny.toml", "--force")
+    assert r.returncode == 0, r.stderr
+    from engine.pvrnn.train import load_checkpoint
+
+    assert load_checkpoint(model)["lengths"].tolist() == [12, 12]  # the new data's model
+
+
+def test_predict_with_a_diverging_model_fails_and_writes_nothing(tmp_path, trained, capsys):
+    from engine.pvrnn.train import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(trained / "m.pt")
+    ck["params"]["bsig0"].fill_(-1000.0)  # finite, but the prior's sigma underflows to 0
+    save_checkpoint(ck, tmp_path / "bad.pt")
+    code, lines = _main(capsys, "pvrnn", "predict", "--model", tmp_path / "bad.pt", "--data",
+                        trained / "data.csv", "--out", tmp_path / "p.npz")
+    assert code == 2 and len(lines) == 1 and "Error regression diverged" in lines[0], lines
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_predict_refuses_a_folder_as_output_before_working(tmp_path, trained, capsys):
+    (tmp_path / "out").mkdir()
+    code, lines = _main(capsys, "pvrnn", "predict", "--model", trained / "m.pt", "--data",
+                        trained / "data.csv", "--out", tmp_path / "out")
+    assert code == 2 and lines == [f"error: Output '{tmp_path / 'out'}' is a folder; give a "
+                                   "file name such as PRED.npz."]
+
+
+def test_predict_output_loads_as_a_prediction(tmp_path, trained, capsys):
+    from engine.pvrnn.prediction import Prediction
+
+    code, _ = _main(capsys, "pvrnn", "predict", "--model", trained / "m.pt", "--data",
+                    trained / "data.csv", "--out", tmp_path / "p.npz", "--meta-prior", "0.5",
+                    "--chunk", "1", "--window", "3")
+    assert code == 0
+    p = Prediction.load(tmp_path / "p.npz")
+    assert (p.settings.window, p.settings.iterations, p.settings.meta_prior, p.chunk) == \
+        (3, 3, 0.5, 1)
+    assert list(p.lengths) == [12, 9] and p.reconstruction.shape == (2, 12, 3, 2)

@@ -1,7 +1,23 @@
-"""`main.py pvrnn train|predict`: training and online error regression from the shell."""
+"""`main.py pvrnn train|predict`: training and online error regression from the shell.
+
+Every numeric option is checked by argparse against engine.pvrnn.config.LIMITS (finite, in
+range; engine.cli's shared types) before any work starts: one line, exit 2.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+
+from engine.cli import finite_float, int_range
+from engine.pvrnn.config import LIMITS, ERSettings
+
+_ER = ERSettings()  # defaults shown in --help come from the one definition
+
+
+def _type(key: str):
+    """argparse type for setting ``key`` of LIMITS (integers or finite floats in range)."""
+    lo, hi, open_lo = LIMITS[key]
+    return int_range(lo, hi) if isinstance(lo, int) else finite_float(lo, hi,
+                                                                      min_exclusive=open_lo)
 
 
 def register(sub) -> None:
@@ -11,31 +27,42 @@ def register(sub) -> None:
     q = actions.add_parser(
         "train", help="train a PV-RNN (resumes from --out if it is an unfinished checkpoint)",
         description="Train a PV-RNN on DATA (.npy (N, T, D) or .csv, one row per step). The "
-                    "model file doubles as a checkpoint: rerun the same command to resume.")
+                    "model file doubles as a checkpoint: rerun the same command to resume. "
+                    "An existing model trained with other settings or data is never "
+                    "replaced unless --force is given.")
     q.add_argument("--data", required=True, type=Path, help="training data .npy or .csv")
     q.add_argument("--out", required=True, type=Path, help="model file to write (MODEL.pt)")
     q.add_argument("--config", type=Path, default=None,
                    help="TOML configuration (default: resources/pvrnn/default.toml values)")
-    q.add_argument("--epochs", type=int, default=None, help="override the configured epochs")
-    q.add_argument("--seed", type=int, default=None, help="override the configured seed")
+    q.add_argument("--epochs", type=_type("epochs"), default=None,
+                   help="override the configured epochs")
+    q.add_argument("--seed", type=_type("seed"), default=None,
+                   help="override the configured seed (0 .. 2**32-1)")
+    q.add_argument("--force", action="store_true",
+                   help="replace an existing model in --out that was trained with other "
+                        "settings or data (default: refuse)")
     q.set_defaults(func=train_cmd, command="pvrnn train")
 
     p = actions.add_parser(
         "predict", help="online error regression over every sequence, step by step",
         description="Run error regression over every sequence of DATA with a trained model "
                     "and write observed values, H-step predictions, KL per layer and the "
-                    "latency of every step to PRED.npz (data units).")
+                    "latency of every step to PRED.npz (data units). Defaults: the model's "
+                    "configured [er] settings.")
     p.add_argument("--model", required=True, type=Path, help="trained model (MODEL.pt)")
     p.add_argument("--data", required=True, type=Path, help="sequences .npy or .csv")
     p.add_argument("--out", required=True, type=Path, help="output PRED.npz")
-    p.add_argument("--window", type=int, default=None, help="ER window in steps (default 15)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="Adam iterations per step (default 15)")
-    p.add_argument("--lr", type=float, default=None, help="ER learning rate (default 0.1)")
-    p.add_argument("--horizon", type=int, default=None, help="steps predicted ahead (default 10)")
-    p.add_argument("--meta-prior", dest="meta_prior", type=float, default=None,
+    p.add_argument("--window", type=_type("window"), default=None,
+                   help=f"ER window in steps (default {_ER.window})")
+    p.add_argument("--iterations", type=_type("iterations"), default=None,
+                   help=f"Adam iterations per step (default {_ER.iterations})")
+    p.add_argument("--lr", type=_type("er_lr"), default=None,
+                   help=f"ER learning rate (default {_ER.lr})")
+    p.add_argument("--horizon", type=_type("horizon"), default=None,
+                   help=f"steps predicted ahead (default {_ER.horizon})")
+    p.add_argument("--meta-prior", dest="meta_prior", type=_type("meta_prior"), default=None,
                    help="meta-prior w used during ER for every layer (default: the trained w)")
-    p.add_argument("--chunk", type=int, default=None,
+    p.add_argument("--chunk", type=_type("chunk"), default=None,
                    help="sequences processed together (default: all; 1 = one at a time)")
     p.set_defaults(func=predict_cmd, command="pvrnn predict")
 
@@ -46,19 +73,19 @@ def train_cmd(args, ctx) -> None:
     from engine.pvrnn.data import load_sequences
     from engine.pvrnn.train import train
 
+    if args.out.suffix == "" or args.out.is_dir():
+        raise InputError(f"Output '{args.out}' must be a file name such as MODEL.pt.")
     cfg = load_config(args.config)
     if args.epochs is not None:
         cfg.epochs = args.epochs
     if args.seed is not None:
         cfg.seed = args.seed
-    cfg.validate("the command line")
     if args.config is not None:
         ctx.inputs.append(args.config)
     X, lengths = load_sequences(args.data)
     ctx.inputs.append(args.data)
-    if args.out.suffix == "" or args.out.is_dir():
-        raise InputError(f"Output '{args.out}' must be a file name such as MODEL.pt.")
-    ck = train(X, lengths, cfg, args.out, progress=ctx.progress, cancel=ctx.cancel)
+    ck = train(X, lengths, cfg, args.out, force=args.force, progress=ctx.progress,
+               cancel=ctx.cancel)
     ctx.outputs.append(args.out)
     ctx.timings["train"] = ck.get("train_s", 0.0)
     h = ck["history"]
@@ -70,38 +97,33 @@ def train_cmd(args, ctx) -> None:
 
 
 def predict_cmd(args, ctx) -> None:
+    from dataclasses import replace
+
     import numpy as np
 
-    from db.atomic import write_npz
     from engine.jobs import InputError
-    from engine.pvrnn.data import check_dim, load_sequences
-    from engine.pvrnn.er import error_regression
-    from engine.pvrnn.train import load_model
+    from engine.pvrnn.data import load_sequences
+    from engine.pvrnn.prediction import predict
+    from engine.pvrnn.train import load_checkpoint, model_from_checkpoint
 
-    model, cfg, lo, hi, _ = load_model(args.model)
+    if args.out.is_dir():  # before the work, not after it
+        raise InputError(f"Output '{args.out}' is a folder; give a file name such as "
+                         "PRED.npz.")
+    ck = load_checkpoint(args.model)
+    cfg = model_from_checkpoint(ck, args.model)[1]
     ctx.inputs.append(args.model)
     X, lengths = load_sequences(args.data)
     ctx.inputs.append(args.data)
-    check_dim(X, model.dim, args.data, args.model)
-    e = cfg.er
-    window = args.window if args.window is not None else e.window
-    iterations = args.iterations if args.iterations is not None else e.iterations
-    lr = args.lr if args.lr is not None else e.lr
-    horizon = args.horizon if args.horizon is not None else e.horizon
-    if window < 1 or iterations < 0 or lr <= 0 or horizon < 1 or (
-            args.meta_prior is not None and args.meta_prior < 0) or (
-            args.chunk is not None and args.chunk < 1):
-        raise InputError("--window, --horizon and --chunk must be >= 1, --iterations >= 0, "
-                         "--lr > 0 and --meta-prior >= 0.")
-    res = error_regression(model, lo, hi, X, lengths, window=window, iterations=iterations,
-                           lr=lr, horizon=horizon, meta_prior=args.meta_prior,
-                           chunk=args.chunk, progress=ctx.progress, cancel=ctx.cancel)
-    write_npz(args.out, lengths=lengths, window=np.int64(window),
-              iterations=np.int64(iterations), lr=np.float64(lr), horizon=np.int64(horizon),
-              **res)
+    given = {k: getattr(args, k) for k in ("window", "iterations", "lr", "horizon",
+                                           "meta_prior") if getattr(args, k) is not None}
+    settings = replace(cfg.er, **given)
+    pred = predict(ck, X, lengths, settings, chunk=args.chunk, data_name=args.data,
+                   model_name=args.model, progress=ctx.progress, cancel=ctx.cancel)
+    pred.save(args.out)
     ctx.outputs.append(args.out)
-    lat = res["latency_ms"]
-    ctx.timings["er_median_ms"] = float(np.nanmedian(lat))
+    lat = pred.latency_ms
+    median, p95 = float(np.nanmedian(lat)), float(np.nanpercentile(lat, 95))
+    ctx.timings["er_median_ms"] = median
     print(f"predicted {X.shape[0]} sequences ({int(lengths.sum())} steps): latency per step "
-          f"median {np.nanmedian(lat):.1f} ms, p95 {np.nanpercentile(lat, 95):.1f} ms "
+          f"median {median:.1f} ms, p95 {p95:.1f} ms "
           f"(chunk of {args.chunk or X.shape[0]} sequences); wrote {args.out}")

@@ -1,17 +1,51 @@
-"""PV-RNN configuration: dataclasses read from / written to TOML.
+"""PV-RNN configuration: dataclasses read from / written to TOML, and the ranges every
+setting is checked against (configuration files, the command line and the workbench).
 
 Layer 1 (index 0) is nearest the output. Per layer: ``d`` deterministic units, ``z``
 stochastic units, ``tau`` time constant (steps), ``w`` meta-prior (KL weight). ``beta``
 weights the KL at the first step (prior N(0, I) there). ``[er]`` holds the error
-regression defaults used by ``pvrnn predict`` and the workbench.
+regression defaults (:class:`ERSettings`) used by ``pvrnn predict`` and the workbench.
 """
 from __future__ import annotations
 
-import tomllib
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.jobs import InputError
+from engine.tomlconf import parse_toml, read_toml
+
+# name -> (low, high, low is exclusive): every numeric setting's allowed range.
+LIMITS = {
+    "d": (1, 4096, False), "z": (1, 1024, False), "tau": (1.0, 1e6, False),
+    "w": (0.0, 1e3, False), "beta": (0.0, 1e3, False), "epochs": (0, 10_000_000, False),
+    "lr": (0.0, 10.0, True), "seed": (0, 2 ** 32 - 1, False), "clip": (0.0, 1e6, False),
+    "checkpoint_every": (1, 10_000_000, False),
+    # error regression
+    "window": (1, 1000, False), "iterations": (0, 100_000, False), "er_lr": (0.0, 10.0, True),
+    "horizon": (1, 1000, False), "meta_prior": (0.0, 1e3, False), "chunk": (1, 10_000_000, False),
+}
+
+
+def out_of_range(key: str, value, name: str | None = None) -> str | None:
+    """A phrase saying why ``value`` is not allowed for setting ``key`` (see LIMITS), or
+    None when it is. ``name`` is how the setting is shown ("--lr", "lr in [er]")."""
+    lo, hi, open_lo = LIMITS[key]
+    name = name or key
+    kind = "an integer" if isinstance(lo, int) else "a number"
+    if isinstance(lo, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{name} must be {kind}, not {value!r}"
+    elif not math.isfinite(value):
+        return f"{name} must be a finite number, not {value!r}"
+    if value < lo or (open_lo and value == lo) or value > hi:
+        return (f"{name} must be {'>' if open_lo else '>='} {_num(lo)} and <= {_num(hi)}, "
+                f"not {_num(value)}")
+    return None
+
+
+def _num(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 @dataclass
@@ -23,11 +57,28 @@ class LayerConfig:
 
 
 @dataclass
-class ERConfig:
-    window: int = 15
-    iterations: int = 15
-    lr: float = 0.1
-    horizon: int = 10
+class ERSettings:
+    """Error-regression settings: the one definition of their defaults (CLI, GUI, engine).
+    ``meta_prior`` None keeps each layer's trained w."""
+    window: int = 15         # steps in the sliding window
+    iterations: int = 15     # Adam updates per step
+    lr: float = 0.1          # Adam learning rate
+    horizon: int = 10        # steps predicted ahead
+    meta_prior: float | None = None
+
+    def problems(self, names: dict[str, str] | None = None) -> list[str]:
+        """Phrases for every setting out of range; ``names`` maps field -> shown name."""
+        names = names or {}
+        out = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            key = "er_lr" if f.name == "lr" else f.name
+            p = out_of_range(key, v, names.get(f.name, f.name))
+            if p:
+                out.append(p)
+        return out
 
 
 @dataclass
@@ -40,7 +91,7 @@ class Config:
     seed: int = 1
     clip: float = 1.0          # global gradient-norm clip during training
     checkpoint_every: int = 100  # epochs between checkpoints
-    er: ERConfig = field(default_factory=ERConfig)
+    er: ERSettings = field(default_factory=ERSettings)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,26 +110,20 @@ class Config:
         er = d.pop("er", {})
         if not isinstance(er, dict):
             raise InputError(f"{source}: 'er' must be an [er] table, not {type(er).__name__}.")
-        er = _scalars(ERConfig, er, "[er]", source)
+        er = _scalars(ERSettings, er, "[er]", source)
         cfg = _scalars(cls, d, "the top level", source, layers=layers, er=er)
         cfg.validate(source)
         return cfg
 
     def validate(self, source: str = "configuration") -> None:
-        problems = []
-        if not self.layers:
-            problems.append("it needs at least one layer")
+        """Raise one InputError listing every setting out of range (NaN and inf included)."""
+        problems = [] if self.layers else ["it needs at least one layer"]
         for i, lay in enumerate(self.layers, 1):
-            if lay.d < 1 or lay.z < 1:
-                problems.append(f"layer {i} needs d >= 1 and z >= 1")
-            if lay.tau < 1:
-                problems.append(f"layer {i} needs tau >= 1")
-            if lay.w < 0:
-                problems.append(f"layer {i} needs w >= 0")
-        if self.epochs < 0 or self.lr <= 0 or self.beta < 0:
-            problems.append("epochs >= 0, lr > 0 and beta >= 0 are required")
-        if self.er.window < 1 or self.er.iterations < 0 or self.er.lr <= 0 or self.er.horizon < 1:
-            problems.append("[er] needs window >= 1, iterations >= 0, lr > 0, horizon >= 1")
+            problems += [p for k in ("d", "z", "tau", "w")
+                         if (p := out_of_range(k, getattr(lay, k), f"{k} of layer {i}"))]
+        problems += [p for k in ("epochs", "lr", "beta", "seed", "clip", "checkpoint_every")
+                     if (p := out_of_range(k, getattr(self, k)))]
+        problems += self.er.problems({f.name: f"{f.name} in [er]" for f in fields(ERSettings)})
         if problems:
             raise InputError(f"{source}: {'; '.join(problems)}.")
 
@@ -92,14 +137,20 @@ class Config:
                     f"w = {lay.w!r}", ""]
         e = self.er
         out += ["[er]  # error regression defaults", f"window = {e.window}",
-                f"iterations = {e.iterations}", f"lr = {e.lr!r}", f"horizon = {e.horizon}", ""]
-        return "\n".join(out)
+                f"iterations = {e.iterations}", f"lr = {e.lr!r}", f"horizon = {e.horizon}"]
+        if e.meta_prior is not None:
+            out.append(f"meta_prior = {float(e.meta_prior)!r}")
+        return "\n".join(out + [""])
 
 
 def _scalars(kind, table: dict, where: str, source: str, **given):
     """``kind(**table)`` for a dataclass of int / float scalars, checking names and types:
-    ints must be integers (4.7 is refused, not truncated), floats may be ints or floats."""
-    scalar = {f.name: type(getattr(kind(), f.name)) for f in fields(kind) if f.name not in given}
+    ints must be integers (4.7 is refused, not truncated), floats may be ints or floats
+    (a field whose default is None is a float)."""
+    defaults = kind()
+    scalar = {f.name: (float if getattr(defaults, f.name) is None
+                       else type(getattr(defaults, f.name)))
+              for f in fields(kind) if f.name not in given}
     unknown = sorted(set(table) - set(scalar))
     if unknown:
         raise InputError(f"{source} has unknown setting(s) {', '.join(map(repr, unknown))} in "
@@ -107,6 +158,9 @@ def _scalars(kind, table: dict, where: str, source: str, **given):
     kw = {}
     for k, v in table.items():
         want = scalar[k]
+        if v is None and getattr(defaults, k) is None:  # a stored "not set" (checkpoints)
+            kw[k] = None
+            continue
         ok = (isinstance(v, int) and not isinstance(v, bool)
               or want is float and isinstance(v, float))
         if not ok:
@@ -121,11 +175,9 @@ def load_config(path: str | Path | None) -> Config:
     """Read a TOML file (missing keys take the defaults); ``None`` gives the defaults."""
     if path is None:
         return Config()
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"Configuration file '{path}' does not exist.") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"Configuration file '{path}' is not valid TOML: {err}.") from None
-    return Config.from_dict(data, source=f"Configuration file '{path}'")
+    return Config.from_dict(read_toml(path), source=f"The configuration file '{path}'")
+
+
+def parse_config(text: str, source: str = "The configuration") -> Config:
+    """TOML text (the workbench's editor) -> Config, or one InputError naming ``source``."""
+    return Config.from_dict(parse_toml(text, source), source=source)

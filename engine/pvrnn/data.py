@@ -19,6 +19,7 @@ import numpy as np
 from engine.jobs import InputError
 
 MARGIN = 0.9  # data are scaled into [-MARGIN, MARGIN] within tanh's [-1, 1]
+MAX_ABS = 1e150  # larger values overflow the scaling range and squared errors
 
 
 def load_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -32,10 +33,18 @@ def load_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             x = np.load(path, allow_pickle=False)
         except Exception as err:
             raise InputError(f"Data file '{path}' is not a readable .npy array ({err}).") from None
-        return _check_array(x, path)
-    if suffix == ".csv":
-        return _check_list(_read_csv(path), path)
-    raise InputError(f"Data file '{path}' must be .npy (N, T, D) or .csv (one row per step).")
+        X, lengths = _check_array(x, path)
+    elif suffix == ".csv":
+        X, lengths = _check_list(_read_csv(path), path)
+    else:
+        raise InputError(f"Data file '{path}' must be .npy (N, T, D) or .csv (one row per "
+                         "step).")
+    big = np.abs(np.nan_to_num(X)) > MAX_ABS
+    if big.any():
+        n, t, d = np.argwhere(big)[0]
+        raise InputError(f"Data file '{path}' has the value {X[n, t, d]:.3g} in sequence {n} "
+                         f"at step {t}; values must lie within +-{MAX_ABS:g}.")
+    return X, lengths
 
 
 def _check_array(x: np.ndarray, path) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +77,7 @@ def _check_array(x: np.ndarray, path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_csv(path: Path) -> list[np.ndarray]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"Data file '{path}' is not a text CSV file.") from None
     rows = list(csv.reader(text.splitlines()))

@@ -21,19 +21,24 @@ import time
 import numpy as np
 
 from engine.jobs import CancelToken, Progress
+from engine.pvrnn.config import ERSettings
 from engine.pvrnn.data import from_scaled, to_scaled
 from engine.pvrnn.model import PVRNN, Adam, single_thread_blas
 
+_DEFAULT = ERSettings()  # the one definition of the defaults (engine/pvrnn/config.py)
+
 
 def error_regression(*args, **kwargs) -> dict:
-    """See _error_regression; runs with single-threaded BLAS (faster for small matrices)."""
+    """See _error_regression; runs with single-threaded BLAS (faster for small matrices).
+    :func:`engine.pvrnn.prediction.predict` wraps it into a checked Prediction."""
     with single_thread_blas():
         return _error_regression(*args, **kwargs)
 
 
 def _error_regression(model: PVRNN, lo, hi, X: np.ndarray, lengths: np.ndarray, *,
-                     window: int = 15, iterations: int = 15, lr: float = 0.1,
-                     horizon: int = 10, meta_prior: float | None = None,
+                     window: int = _DEFAULT.window, iterations: int = _DEFAULT.iterations,
+                     lr: float = _DEFAULT.lr, horizon: int = _DEFAULT.horizon,
+                     meta_prior: float | None = _DEFAULT.meta_prior,
                      chunk: int | None = None, progress: Progress | None = None,
                      cancel: CancelToken | None = None) -> dict:
     """X (N, T, D) in data units, NaN-padded after ``lengths`` (N,). Returns arrays in data

@@ -23,6 +23,8 @@ from engine.pvrnn.data import fit_scaling, to_scaled
 from engine.pvrnn.model import PVRNN, Adam, init_params, param_names, single_thread_blas
 
 FORMAT = "pvrnn/1"
+REQUIRED = {"config", "epoch", "finished", "params", "scale_lo", "scale_hi", "A_mu", "A_sig",
+            "adam_m", "adam_v", "adam_step", "history", "data_sha", "lengths"}
 
 
 def prepare(X: np.ndarray, lengths: np.ndarray, lo, hi):
@@ -39,10 +41,25 @@ def data_fingerprint(X: np.ndarray, lengths: np.ndarray) -> str:
     return h.hexdigest()[:20]
 
 
-def _same_setup(cfg_a: dict, cfg_b: dict) -> bool:
-    skip = ("epochs", "checkpoint_every", "er")
-    return ({k: v for k, v in cfg_a.items() if k not in skip}
-            == {k: v for k, v in cfg_b.items() if k not in skip})
+SETUP_SKIP = ("epochs", "checkpoint_every", "er")  # may change between runs of one model
+
+
+def setup_difference(old: dict, sha_old: str, cfg: dict, sha: str) -> str | None:
+    """How a checkpoint's training (config dict, data hash) differs from a new one, as a
+    phrase ("seed 1 (now 2)", "other data (...)"), or None when it may resume."""
+    diffs = []
+    for k in sorted(set(old) | set(cfg)):
+        if k not in SETUP_SKIP and old.get(k) != cfg.get(k):
+            diffs.append(f"{k} {_shown(old.get(k))} (now {_shown(cfg.get(k))})")
+    if sha_old != sha:
+        diffs.append(f"other data (content hash {sha_old[:12]}, this data {sha[:12]})")
+    return ", ".join(diffs) or None
+
+
+def _shown(v) -> str:
+    if isinstance(v, list):  # layers
+        return " / ".join(f"d{x['d']} z{x['z']} tau{x['tau']:g} w{x['w']:g}" for x in v)
+    return repr(v)
 
 
 def train(*args, **kwargs) -> dict:
@@ -54,10 +71,15 @@ def train(*args, **kwargs) -> dict:
 def _train(X: np.ndarray, lengths: np.ndarray, cfg: Config, out: str | Path | None = None, *,
           progress: Progress | None = None, cancel: CancelToken | None = None,
           on_epoch: Callable[[int, float, float, list[float]], None] | None = None,
-          resume: bool = True) -> dict:
+          resume: bool = True, force: bool = False) -> dict:
     """Train on X (N, T, D) in data units (NaN-padded; lengths (N,)). Writes the model /
     checkpoint to ``out`` if given and returns the checkpoint dict (see save format).
-    ``on_epoch(epoch, loss, rec, kl_per_layer)`` is called after every epoch."""
+    ``on_epoch(epoch, loss, rec, kl_per_layer)`` is called after every epoch.
+
+    An existing checkpoint at ``out`` is resumed when its setup (configuration apart from
+    epochs, checkpoint_every, [er]) and data (content hash) match; otherwise InputError
+    names the difference, unless ``force`` (then it is replaced by a new training).
+    ``resume=False`` always starts afresh. A non-finite loss raises InputError (diverged)."""
     progress = progress or Progress()
     cancel = cancel or CancelToken()
 
@@ -70,8 +92,13 @@ def _train(X: np.ndarray, lengths: np.ndarray, cfg: Config, out: str | Path | No
         except InputError:
             raise InputError(f"Output file '{out}' already exists and is not a PV-RNN "
                              "checkpoint; refusing to overwrite it.") from None
-        if resume and old["data_sha"] == sha and _same_setup(old["config"], cfg.to_dict()):
+        diff = setup_difference(old["config"], old.get("data_sha", ""), cfg.to_dict(), sha)
+        if resume and diff is None:
             state = old
+        elif resume and not force:
+            raise InputError(f"Model file '{out}' already holds a PV-RNN trained with {diff}; "
+                             "refusing to replace it (use --force to train a new model there, "
+                             "or choose another output file).")
     if state is not None:
         lo, hi = state["scale_lo"].numpy(), state["scale_hi"].numpy()
         params = {k: v.numpy().copy() for k, v in state["params"].items()}
@@ -117,11 +144,16 @@ def _train(X: np.ndarray, lengths: np.ndarray, cfg: Config, out: str | Path | No
             cancel.check()
             rng = np.random.default_rng([cfg.seed, epoch])
             eps = [rng.standard_normal((T, N, lay.z)) for lay in cfg.layers]
-            c = model.forward(Amu, Asig, eps=eps)
-            loss, rec, kls = model.loss(c, Xs, mask, norm)
-            gmu, gsig, g = model.backward(c, Xs, mask, norm)
-            grads = [g[k] for k in names] + gmu + gsig
-            gnorm = np.sqrt(sum(float((x * x).sum()) for x in grads))
+            with np.errstate(all="ignore"):  # divergence checked below
+                c = model.forward(Amu, Asig, eps=eps)
+                loss, rec, kls = model.loss(c, Xs, mask, norm)
+                gmu, gsig, g = model.backward(c, Xs, mask, norm)
+                grads = [g[k] for k in names] + gmu + gsig
+                gnorm = np.sqrt(sum(float((x * x).sum()) for x in grads))
+            if not (np.isfinite(loss) and np.isfinite(gnorm)):
+                raise InputError(f"Training diverged at epoch {epoch + 1} (loss {loss:.4g}, "
+                               f"gradient norm {gnorm:.4g}); lower lr (now {cfg.lr:g}) or "
+                               "clip in the configuration.")
             if cfg.clip > 0 and gnorm > cfg.clip:
                 grads = [x * (cfg.clip / gnorm) for x in grads]
             adam.step(arrays, grads)
@@ -194,15 +226,22 @@ def load_checkpoint(path: str | Path) -> dict:
     except Exception:
         raise InputError(f"Model file '{path}' is not a PV-RNN model saved by this "
                          "program.") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT or not REQUIRED <= set(ck):
         raise InputError(f"Model file '{path}' is not a PV-RNN model saved by this program.")
+    if not all(torch.isfinite(v).all() for v in ck["params"].values()):
+        raise InputError(f"Model file '{path}' holds non-finite (NaN or infinite) weights.")
     return ck
+
+
+def model_from_checkpoint(ck: dict, name="the model"):
+    """Checkpoint dict -> (PVRNN, Config, lo (D,), hi (D,)) (scaling in data units)."""
+    cfg = Config.from_dict(ck["config"], source=f"Model file '{name}'")
+    params = {k: v.numpy().astype(np.float64) for k, v in ck["params"].items()}
+    return PVRNN(cfg.layers, params, cfg.beta), cfg, ck["scale_lo"].numpy(), \
+        ck["scale_hi"].numpy()
 
 
 def load_model(path: str | Path):
     """Returns (PVRNN, Config, lo (D,), hi (D,), checkpoint dict)."""
     ck = load_checkpoint(path)
-    cfg = Config.from_dict(ck["config"], source=f"Model file '{path}'")
-    params = {k: v.numpy().astype(np.float64) for k, v in ck["params"].items()}
-    model = PVRNN(cfg.layers, params, cfg.beta)
-    return model, cfg, ck["scale_lo"].numpy(), ck["scale_hi"].numpy(), ck
+    return (*model_from_checkpoint(ck, path), ck)
