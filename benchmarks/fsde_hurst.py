@@ -60,7 +60,8 @@ def run(quick: bool = False, sources=("fbm", "fou"), hursts=HURSTS, verbose: boo
                 res = estimate_hurst(paths, dt)
                 times.append(time.perf_counter() - t0)
                 est.append(res["hurst"])
-                std.append(res["hurst_std"])
+                if res["hurst_std"] is not None:    # None: undetermined (see its note)
+                    std.append(res["hurst_std"])
                 vario.append(variogram_hurst(paths))
                 if source == "fbm":      # the same fit told the paths are noise-free
                     exact.append(estimate_hurst(paths, dt, fit_noise=False)["hurst"])
@@ -69,7 +70,8 @@ def run(quick: bool = False, sources=("fbm", "fou"), hursts=HURSTS, verbose: boo
                    "mafbm_sd": statistics.pstdev(est),
                    "mafbm_mae": statistics.fmean(abs(e - H) for e in est),
                    "mafbm_max_err": max(abs(e - H) for e in est),
-                   "laplace_sd": statistics.fmean(std),
+                   "laplace_sd": statistics.fmean(std) if std else float("nan"),
+                   "laplace_undetermined": len(est) - len(std),
                    "time_s": statistics.median(times),
                    "vario_mean": statistics.fmean(vario),
                    "vario_sd": statistics.pstdev(vario),

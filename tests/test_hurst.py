@@ -216,3 +216,100 @@ def test_cli_rejects_bad_options(tmp_path, option, value):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def strict_json(text):
+    """json.loads that refuses NaN / Infinity (what other JSON readers do)."""
+    def bad(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+    return json.loads(text, parse_constant=bad)
+
+
+def test_cli_extreme_scales_give_the_same_h_and_strict_json(tmp_path):
+    """Paths x 1e199 used to give H 0.033 and -Infinity / NaN in the JSON."""
+    base = fbm.fbm(24, 0.3, 2, dt=1.0, rng=np.random.default_rng(1))
+    kw = dict(K=4, max_iter=10)
+    ref = hurst.estimate_hurst(base, 1.0, **kw)
+    for scale in (1e-300, 1e300):          # what the fit sees is the same at any scale
+        obs, center, unit, s0 = hurst.normalise(base[:, :, None] * scale)
+        assert np.allclose(obs, hurst.normalise(base[:, :, None])[0], rtol=1e-9, atol=1e-9)
+        assert s0 * unit[0] == pytest.approx(scale * np.diff(base, axis=1).std(), rel=1e-9)
+    data, out = tmp_path / "paths.npy", tmp_path / "est.json"
+    np.save(data, base * 1e199)
+    proc = run_main("fsde", "hurst", "--data", data, "--dt", "1", "--out", out,
+                    "--max-iter", "10", "--K", "4")
+    assert proc.returncode == 0, proc.stderr
+    est = strict_json(out.read_text())
+    assert est["hurst"] == pytest.approx(ref["hurst"], abs=1e-6)
+    assert est["hurst_std"] == pytest.approx(ref["hurst_std"], rel=1e-4)
+    assert est["sigma"][0] == pytest.approx(1e199 * ref["sigma"][0], rel=1e-5)
+    assert est["elbo"] == pytest.approx(ref["elbo"] - 2 * 24 * np.log(1e199), rel=1e-9)
+
+
+def test_non_finite_evidence_at_the_start_raises_instead_of_returning_the_start(monkeypatch):
+    paths = fbm.fbm(20, 0.3, 2, rng=np.random.default_rng(0))
+    monkeypatch.setattr(hurst.LinearFractionalSSM, "log_evidence",
+                        lambda self, obs, params=None: torch.tensor(float("nan"),
+                                                                    dtype=torch.float64))
+    with pytest.raises(hurst.HurstFitError, match="not finite"):
+        hurst.estimate_hurst(paths, 1.0, max_iter=5, starts=(0.42,))
+
+
+def quadratic_model(curv_h, curv_other=1.0, coupling=0.0):
+    """A model whose -log evidence is 0.5 z^T C z in z = (logit H - 0.4, log_s, ...)."""
+    model = hurst.LinearFractionalSSM(1, dt_model=0.3, T_model=3.6, K=3)
+    with torch.no_grad():
+        model.params["logit_h"].fill_(0.4)
+        model.params["log_theta"].fill_(-1.0)
+        model.params["mu"].fill_(0.0)
+
+    def log_evidence(obs, params=None):
+        p = model.params if params is None else params
+        z = torch.cat([(p["logit_h"] - 0.4).reshape(1), p["log_s"], p["log_theta"] + 1.0,
+                       p["mu"], p["log_r"] - float(np.log(0.1))])
+        C = torch.eye(5, dtype=torch.float64) * curv_other
+        C[0, 0] = curv_h
+        C[0, 1] = C[1, 0] = coupling
+        return -0.5 * z @ C @ z
+
+    model.log_evidence = log_evidence
+    return model
+
+
+def test_laplace_std_of_a_quadratic_evidence_is_the_analytic_one():
+    model = quadratic_model(curv_h=4.0, curv_other=2.0, coupling=1.0)
+    std, note = hurst.laplace_std(model, None)
+    h = 1 / (1 + np.exp(-0.4))
+    var_logit = np.linalg.inv(np.array([[4.0, 1.0], [1.0, 2.0]]))[0, 0]   # Schur complement
+    assert std == pytest.approx(h * (1 - h) * np.sqrt(var_logit), rel=1e-8) and note == ""
+
+
+@pytest.mark.parametrize("curv_h,why", [(0.0, "flat along a direction that moves H"),
+                                        (-3.0, "not at a maximum")])
+def test_laplace_std_is_undetermined_not_zero(curv_h, why):
+    """Flat or wrongly curved along H: the old pseudo-inverse dropped the direction and
+    reported 0."""
+    std, note = hurst.laplace_std(quadratic_model(curv_h), None)
+    assert std is None and why in note
+
+
+def test_laplace_std_pseudo_inverse_only_for_directions_independent_of_h():
+    std, note = hurst.laplace_std(quadratic_model(curv_h=4.0, curv_other=0.0), None)
+    h = 1 / (1 + np.exp(-0.4))
+    assert std == pytest.approx(h * (1 - h) / 2.0, rel=1e-8)
+    assert "pseudo-inverse" in note and "4 flat" in note
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--dt", "nan"), ("--dt", "inf"), ("--dt", "-1"), ("--gamma-max", "nan"),
+    ("--gamma-max", "inf"), ("--starts", "nan"), ("--K", "1000"), ("--K", "2.5"),
+    ("--max-iter", "-3")])
+def test_cli_rejects_non_finite_and_out_of_range_numbers(tmp_path, option, value):
+    data = tmp_path / "paths.npy"
+    np.save(data, fbm.fbm(20, 0.5, 2, rng=np.random.default_rng(0)))
+    out = tmp_path / "e.json"
+    args = ["--dt", "1"] if option != "--dt" else []
+    proc = run_main("fsde", "hurst", "--data", data, *args, "--out", out, option, value)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and not out.exists()

@@ -6,10 +6,7 @@ import pytest
 
 from engine.fsde.video_data import moving_digits
 
-pytest.importorskip("pytestqt")
-
-TINY = {"size": 32, "latent_dim": 4, "content_dim": 4, "feat_dim": 16, "hidden": 16, "K": 3,
-        "context": 4, "horizon": 3, "substeps": 1}
+TINY = {"size": 32, "slots": 1, "K": 3, "context": 4, "horizon": 3, "substeps": 1}
 
 
 @pytest.fixture
@@ -35,25 +32,80 @@ def _wait_job(qtbot, wb, timeout=60000):
 
 
 def test_demo_prediction_shown_and_timeline_shared(bench):
+    from engine.fsde.render import render_frame
+
     wb = bench
     wb.load_demo()
-    assert wb.shown is not None and "mean" in wb.shown
-    n_ctx, total = wb.shown["context"], len(wb.shown["truth"])
+    pred = wb.result
+    assert pred is not None
+    n_ctx, total = pred.context, pred.n_frames
     assert (n_ctx, total) == (10, 20)
     assert wb.timeline.length == 20 and wb.slider.maximum() == 19
     x, y = wb.psnr_curve.getData()
     assert list(x) == list(range(10, 20)) and np.all(np.isfinite(y))
-    # all four panels show an image of the clip's size
-    for item in wb.panels.items:
-        assert item.image is not None and item.image.shape[:2] == (32, 32)
-    # one timeline: slider -> cursor line and panels; cursor line -> slider
+    # every baseline is plotted, for PSNR and for SSIM, with the engine's numbers
+    for kind in ("psnr", "ssim"):
+        for name in ("model", "copy_last", "black", "context_mean"):
+            xs, ys = wb.metrics.curves[kind, name].getData()
+            assert list(xs) == list(range(10, 20))
+            assert np.allclose(ys, np.minimum(pred.metrics[kind][name], 60.0))
+    # one timeline: slider -> both cursor lines and the canvas; cursor line -> slider
     wb.slider.setValue(15)
-    assert wb.timeline.index == 15 and int(round(wb.cursor_line.value())) == 15
-    assert np.array_equal(wb.panels.items[0].image, wb.shown["truth"][15])
-    wb.cursor_line.setValue(3)
+    assert wb.timeline.index == 15
+    assert [int(round(c.value())) for c in wb.metrics.cursors] == [15, 15]
+    assert np.array_equal(wb.canvas.image, render_frame(pred, 15, 0, wb.canvas.scale))
+    assert "PREDICTED t+6" in wb.time_label.text()
+    wb.metrics.cursors[1].setValue(3)
     assert wb.timeline.index == 3 and wb.slider.value() == 3
-    assert np.allclose(wb.panels.items[1].image, wb.shown["mean"][3])
     assert "context" in wb.time_label.text()
+
+
+def test_frames_fill_the_canvas(bench, qtbot):
+    """The rendered panels fill the canvas (aspect kept), not ~50 px in an empty panel."""
+    wb = bench
+    wb.show()
+    wb.load_demo()
+    qtbot.waitUntil(lambda: wb.canvas.image is not None)
+    h, w = wb.canvas.image.shape[:2]
+    ch, cw = wb.canvas.height(), wb.canvas.width()
+    assert h <= ch and w <= cw
+    assert h >= 0.9 * ch or w >= 0.9 * cw          # one side of the canvas is filled
+    side = wb.result.frames.shape[2]
+    assert wb.canvas.scale * side > 150            # each frame drawn > 150 px wide (was ~50)
+    wb.resize(900, 600)
+    qtbot.waitUntil(lambda: wb.canvas.image.shape[1] <= wb.canvas.width())
+    assert wb.canvas.image.shape[1] >= 0.9 * wb.canvas.width() or \
+        wb.canvas.image.shape[0] >= 0.9 * wb.canvas.height()
+
+
+def test_smooth_toggle_changes_the_pixels_not_the_layout(bench):
+    wb = bench
+    wb.load_demo()
+    wb.timeline.set_index(12)
+    sharp = wb.canvas.image.copy()
+    wb.forecast_panel.smooth_check.setChecked(True)
+    assert wb.canvas.image.shape == sharp.shape and not np.array_equal(wb.canvas.image, sharp)
+
+
+def test_resized_video_is_said_in_the_gui(bench, qtbot, tmp_path):
+    from engine.fsde.prediction import Prediction
+
+    wb = bench
+    big = tmp_path / "big.npz"
+    np.savez(big, frames=(np.random.default_rng(1).random((5, 150, 200)) * 255).astype(np.uint8))
+    assert wb.open_video(big) is not None
+    _wait_job(qtbot, wb)
+    qtbot.waitUntil(lambda: wb.clip_name == "big.npz", timeout=10000)
+    assert wb.clip.resized and not wb.resize_label.isHidden()
+    assert "150 x 200" in wb.resize_label.text()
+    rng = np.random.default_rng(0)
+    frames = rng.random((6, 16, 16)).astype(np.float32)
+    pred = Prediction.from_samples(frames, rng.random((2, 2, 16, 16)), 4, resized=True,
+                                   resize_reason="the video is 480 x 640 pixels")
+    wb.show_result(pred)
+    assert not wb.resize_label.isHidden() and "480 x 640" in wb.resize_label.text()
+    wb.set_clip(frames, "plain", "moving-digits")
+    assert wb.resize_label.isHidden()
 
 
 def test_play_advances_timeline(bench, qtbot):
@@ -77,7 +129,8 @@ def test_train_then_predict_then_export(bench, qtbot, tmp_path):
     assert wb.train(model, steps=3, model_overrides=TINY,
                     train_overrides={"batch_size": 2}) is not None
     _wait_job(qtbot, wb)
-    qtbot.waitUntil(lambda: wb.result is not None, timeout=60000)  # predict job after training
+    # the predict job starts after training
+    qtbot.waitUntil(lambda: wb.result is not None or bool(wb.errors), timeout=60000)
     _wait_job(qtbot, wb)
     assert not wb.errors, wb.errors
     assert model.is_file() and wb.model is not None
@@ -85,10 +138,9 @@ def test_train_then_predict_then_export(bench, qtbot, tmp_path):
     assert list(x) == [1, 2, 3]
     _, h = wb.h_curve.getData()
     assert np.all((0 < h) & (h < 1))
-    assert wb.result["samples"].shape == (2, 3, 32, 32)
-    assert wb.shown["samples"].shape == (2, 7, 32, 32)
+    assert wb.result.samples.shape == (2, 3, 32, 32) and wb.result.std.shape == (7, 32, 32)
     out = tmp_path / "exp.mp4"
-    wb.export_mp4(out)
+    assert wb.export_mp4(out)
     from engine._cv2 import cv2
 
     cap = cv2.VideoCapture(str(out))
@@ -97,11 +149,16 @@ def test_train_then_predict_then_export(bench, qtbot, tmp_path):
         n += 1
     assert n == 7
     pngs = wb.export_pngs(tmp_path / "frames")
-    assert len(pngs) == 7 and cv2.imread(str(pngs[0])) is not None
+    assert len(pngs) == 7
+    # the exported PNG is the on-screen renderer's image (one render path), only scaled
+    from engine.fsde.render import export_scale, render_frame
+
+    png = cv2.imread(str(pngs[5]))[..., ::-1]
+    assert np.array_equal(png, render_frame(wb.result, 5, 0, export_scale(32, 32)))
 
 
 def test_open_video_is_a_job_capped_at_max_frames(bench, qtbot, tmp_path):
-    from engine.fsde.video_data import write_mp4
+    from engine.fsde.render import write_mp4
     from gui.workbenches.video import MAX_FRAMES
 
     wb = bench
@@ -112,7 +169,9 @@ def test_open_video_is_a_job_capped_at_max_frames(bench, qtbot, tmp_path):
     _wait_job(qtbot, wb)
     qtbot.waitUntil(lambda: wb.clip_name == "long.mp4", timeout=10000)
     assert not wb.errors, wb.errors
-    assert wb.frames.shape == (MAX_FRAMES, 32, 32) and wb.timeline.length == MAX_FRAMES
+    # the model works at the clip's own resolution (docs/dev/fsde_video_api.md)
+    assert wb.frames.shape == (MAX_FRAMES, 24, 40) and wb.timeline.length == MAX_FRAMES
+    assert not wb.clip.resized and wb.resize_label.isHidden()
 
 
 def test_export_write_error_is_one_sentence(bench, tmp_path):
@@ -136,6 +195,6 @@ def test_bad_video_is_one_sentence(bench, qtbot, tmp_path):
     assert len(wb.errors) == 1 and "bad.avi" in wb.errors[0]
     assert wb.frames is None
     wb.errors.clear()
-    wb.frames = None
+    wb.clip = None
     wb.predict()
     assert wb.errors and wb.errors[0].endswith(".")

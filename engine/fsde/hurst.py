@@ -21,8 +21,12 @@ quadrature, so dH works). So "elbo" below is the tight ELBO (= log evidence, nat
 paths and channels), and the fit is type-II maximum likelihood of the latent fractional SDE.
 
 ``hurst_std`` is the Laplace (posterior) standard deviation of H under a flat prior on the
-unconstrained parameters: from the inverse Hessian of -log p(obs) in (logit H, ...), mapped
-by the delta method (dH = H (1 - H) dlogitH).
+unconstrained parameters: from the inverse Hessian of -log p(obs) in (logit H, ...) over the
+parameters not held at an edge of their box, mapped by the delta method
+(dH = H (1 - H) dlogitH). When it is undetermined (H at an edge, the evidence flat along a
+direction that moves H, or not at a maximum) it is None and ``hurst_std_note`` says why; a
+note also says when flat directions independent of H were left out (pseudo-inverse).
+Non-finite evidence at the start or the end of a fit raises :class:`HurstFitError`.
 
 The initial state has a flat prior: x(0) | obs_0 ~ N(obs_0, r^2); y(0) = 0 (type II) or
 stationary (type I). Time is rescaled internally so that the OU speeds gamma_k (from
@@ -42,6 +46,25 @@ from pathlib import Path
 import numpy as np
 
 from engine.jobs import CancelToken, InputError, Progress
+
+
+class HurstFitError(ValueError):
+    """The fit cannot give a finite answer for these paths (one sentence, no file name)."""
+
+
+def normalise(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Paths (N, T, D) -> (obs, center, unit, s0) with paths = s0 * (center + unit * obs):
+    obs has zero mean and unit increment sd per channel. Dividing by s0 = max |paths| first
+    keeps every intermediate finite for values anywhere in float64's range (1e-300 or 1e300).
+    unit is 0 for a channel that never changes."""
+    paths = np.asarray(paths, dtype=np.float64)
+    s0 = float(np.max(np.abs(paths)))
+    s0 = s0 if s0 > 0 and np.isfinite(s0) else 1.0
+    p = paths / s0
+    center = p.mean(axis=(0, 1))
+    unit = np.diff(p, axis=1).reshape(-1, p.shape[2]).std(0)
+    safe = np.where(unit > 0, unit, 1.0)
+    return (p - center) / safe, center, unit, s0
 
 
 def load_paths(path: str | Path) -> np.ndarray:
@@ -67,7 +90,7 @@ def load_paths(path: str | Path) -> np.ndarray:
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
         raise InputError(f"{path} contains {bad} NaN or infinite value(s).")
-    flat = np.diff(arr.astype(np.float64), axis=1).reshape(-1, arr.shape[2]).std(0) == 0
+    flat = normalise(arr)[2] == 0
     if flat.any():
         raise InputError(f"{path}: channel(s) {np.flatnonzero(flat).tolist()} never change "
                          "over time, so they carry no information on H.")
@@ -246,12 +269,12 @@ def _estimate(paths, dt, K, kind, gamma_max, max_iter, starts, fit_noise, progre
     dt_model, T_model = dt / tau, n * dt / tau
     gamma_max = gamma_max or 2.0 * math.sqrt(n)
     # work in normalised units: per channel, centre and divide by the increment sd
-    center = paths.mean(axis=(0, 1))
-    unit = np.diff(paths, axis=1).reshape(-1, D).std(0)
+    obs_np, center, unit, s0 = normalise(paths)
     if not np.all(unit > 0):
-        raise ValueError(f"channel(s) {np.flatnonzero(~(unit > 0)).tolist()} never change")
-    obs = torch.tensor((paths - center) / unit, dtype=torch.float64)
-    log_jacobian = N * n * float(np.log(unit).sum())     # evidence in the data's units
+        raise HurstFitError(f"channel(s) {np.flatnonzero(~(unit > 0)).tolist()} never change")
+    obs = torch.tensor(obs_np, dtype=torch.float64)
+    # evidence in the data's units: paths = s0 * (center + unit * obs)
+    log_jacobian = N * n * float(np.log(unit).sum() + D * math.log(s0))
     scale, noise = _default_scales(obs.numpy(), dt_model)
 
     best, fits = None, []
@@ -269,6 +292,11 @@ def _estimate(paths, dt, K, kind, gamma_max, max_iter, starts, fit_noise, progre
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-7,
                                 tolerance_change=1e-10)
         state = {"evals": 0, "value": float("nan")}
+        with torch.no_grad():
+            start = float(model.log_evidence(obs))
+        if not math.isfinite(start):
+            raise HurstFitError(f"the evidence is not finite at the starting point H = {h0:g}, "
+                                f"so the fit cannot start")
 
         def closure():
             cancel.check()
@@ -287,32 +315,58 @@ def _estimate(paths, dt, K, kind, gamma_max, max_iter, starts, fit_noise, progre
         done += max_iter
         with torch.no_grad():
             ev = float(model.log_evidence(obs)) - log_jacobian
+        if not math.isfinite(ev):
+            raise HurstFitError(f"the evidence became non-finite while fitting from H = {h0:g}")
         fits.append((ev, model, state["evals"]))
         if best is None or ev > best[0]:
             best = fits[-1]
     ev, model, evals = best
     cancel.check()
     progress.update(0.97, "Laplace standard deviation of H")
-    std = _laplace_std(model, obs)
+    std, note = laplace_std(model, obs)
     p = model.clamped()
-    progress.update(1.0, f"H {model.hurst:.3f} +- {std:.3f}")
-    # back to data units and real time: x = center + unit x', t = tau t'
+    progress.update(1.0, f"H {model.hurst:.3f}")
+    # back to data units and real time: x = s0 (center + unit x'), t = tau t'
     theta = p["log_theta"].exp().detach().numpy()
-    mu = (unit * p["mu"].detach().numpy() + theta * center) / tau
-    sigma = unit * p["log_s"].exp().detach().numpy() * tau ** (-model.hurst)
-    return {"hurst": model.hurst, "hurst_std": std, "elbo": ev, "type": kind, "K": K,
-            "theta": (theta / tau).tolist(), "mu": mu.tolist(), "sigma": sigma.tolist(),
-            "noise": (unit * p["log_r"].exp().detach().numpy()).tolist(),
-            "iterations": evals, "starts": [f[1].hurst for f in fits]}
+    mu = s0 * (unit * p["mu"].detach().numpy() + theta * center) / tau
+    sigma = s0 * unit * p["log_s"].exp().detach().numpy() * tau ** (-model.hurst)
+    noise = s0 * unit * p["log_r"].exp().detach().numpy()
+    out = {"hurst": model.hurst, "hurst_std": std, "hurst_std_note": note, "elbo": ev,
+           "type": kind, "K": K, "theta": (theta / tau).tolist(), "mu": mu.tolist(),
+           "sigma": sigma.tolist(), "noise": noise.tolist(), "iterations": evals,
+           "starts": [f[1].hurst for f in fits]}
+    numbers = [v for k, v in out.items() if k not in ("type", "hurst_std_note") and v is not None]
+    if not np.all(np.isfinite(np.concatenate([np.ravel(v) for v in numbers]))):
+        raise HurstFitError("the fitted parameters do not fit in double precision in the "
+                            "data's units")
+    return out
 
 
-def _laplace_std(model: LinearFractionalSSM, obs) -> float:
-    """Laplace std of H: inverse Hessian of -log evidence in the unconstrained parameters
-    (pseudo-inverse: flat directions such as theta -> 0 are ignored), delta method to H."""
+def _at_bound(model: LinearFractionalSSM) -> "torch.Tensor":
+    """Per flat parameter entry: True when it sits on an edge of its box (fixed there)."""
+    torch = _torch()
+    out = []
+    for k, v in model.params.items():
+        lo, hi = (torch.as_tensor(b, dtype=v.dtype).expand_as(v) for b in model.bounds[k])
+        v = v.detach()
+        out.append(((v <= lo) | (v >= hi)).reshape(-1))
+    return torch.cat(out)
+
+
+def laplace_std(model: LinearFractionalSSM, obs, rel_tol: float = 1e-8) -> tuple[float | None, str]:
+    """Laplace std of H and a note: (std, "") when the Hessian of -log evidence in the free
+    unconstrained parameters (those not held at an edge of their box) is positive definite;
+    (std, warning) when it is singular only along directions that do not move H (pseudo-
+    inverse over the others); (None, reason) when H's variance is undetermined: H at an edge,
+    the evidence flat along a direction that moves H, or not at a maximum."""
     torch = _torch()
     names = list(model.params)
     sizes = [model.params[k].numel() for k in names]
     flat0 = torch.cat([model.params[k].detach().reshape(-1) for k in names])
+    h = model.hurst
+    fixed = _at_bound(model)
+    if bool(fixed[0]):
+        return None, f"H = {h:.4f} is at the edge of its range, so its std is undetermined"
 
     def f(flat):
         parts, i = {}, 0
@@ -322,10 +376,24 @@ def _laplace_std(model: LinearFractionalSSM, obs) -> float:
         return -model.log_evidence(obs, parts)
 
     Hm = torch.autograd.functional.hessian(f, flat0)
+    free = ~fixed
+    Hm = Hm[free][:, free]
     Hm = 0.5 * (Hm + Hm.T)
+    if not bool(torch.isfinite(Hm).all()):
+        return None, "the Hessian of the evidence is not finite, so the std of H is undetermined"
     evals, evecs = torch.linalg.eigh(Hm)
-    keep = evals > 1e-8 * evals.abs().max()
-    cov = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
-    var_logit = float(cov[0, 0])
-    h = model.hurst
-    return float(h * (1 - h) * math.sqrt(max(var_logit, 0.0)))
+    tol = rel_tol * float(evals.abs().max())
+    if float(evals.min()) < -tol:
+        return None, ("the evidence is not at a maximum (its Hessian has a negative "
+                      "eigenvalue), so the std of H is undetermined")
+    flat = evals <= tol
+    note = ""
+    if bool(flat.any()):
+        if float((evecs[0, flat] ** 2).max()) > 1e-6:
+            return None, ("the evidence is flat along a direction that moves H, so the std "
+                          "of H is undetermined")
+        note = (f"pseudo-inverse: {int(flat.sum())} flat direction(s) of the other "
+                f"parameters, independent of H, were left out")
+    keep = ~flat
+    var_logit = float(((evecs[0, keep] ** 2) / evals[keep]).sum())
+    return float(h * (1 - h) * math.sqrt(var_logit)), note

@@ -16,8 +16,8 @@ T=1.0, brownian=False, drift=None, diffusion=None)`` -- a ``torch.nn.Module``:
   s(x): (B, dim) -> (B, dim) positive (diagonal noise). Defaults: b = small tanh MLP
   (``default_drift``), s = softplus(learned constant) per dimension (``ConstantDiffusion``).
 
-Module functions: ``gaussian_kl(mu_q, logvar_q, mu_p=0, logvar_p=0)`` -> (B,) summed over the
-last axis; ``elbo(log_lik, kl_x0, path_kl)`` -> (B,).
+Module function: ``gaussian_kl(mu_q, logvar_q, mu_p=0, logvar_p=0)`` -> (B,) summed over the
+last axis.
 
 Model (each of the ``dim`` latent coordinates has its own W and its own y_1..y_K)::
 
@@ -183,7 +183,3 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p=0.0, logvar_p=0
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) /
                   logvar_p.exp() - 1.0).sum(-1)
 
-
-def elbo(log_lik: torch.Tensor, kl_x0: torch.Tensor, path_kl: torch.Tensor) -> torch.Tensor:
-    """ELBO per sample (B,) = log p(obs | x) - KL(q(x0) || p(x0)) - path KL."""
-    return log_lik - kl_x0 - path_kl
