@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
-"""Video benchmark for the latent fractional SDE: held-out Stochastic Moving Digits (32 x 32,
-one digit), condition on N = 10 frames, predict M = 10.
+"""Video benchmark of the latent fractional-SDE "what/where" model on held-out Stochastic Moving
+Digits at 64 x 64 (one digit and two digits; held-out MNIST digits 4000..4999), conditioning
+on N = 10 frames and predicting M = 10, 8 samples.
 
-Per predicted frame: PSNR and SSIM of copy-last-frame, an all-black frame, the mean of the
-context frames, the Brownian-driven model and the fractional (MA-fBM) model (same architecture,
-same training budget, same batches); the held-out ELBO of both models; training throughput in
-frames per second (WORKBENCH_THREADS threads, default 2).
+Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
+best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
+architecture, same training budget and batches), copy-last-frame, an all-black frame and the
+mean of the context frames; the learned H; training wall and CPU time. ``--seeds 3`` trains
+three seeds of both models and reports their spread.
 
-    .venv/bin/python benchmarks/fsde_video.py [--quick] [--steps N] [--json OUT.json]
+    .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
+        [--demo] [--model NAME=PATH ...] [--workdir DIR] [--json OUT.json]
+
+``--seeds 0 --demo --model "Brownian=B.pt"`` scores trained models only (no training).
+
+Checkpoints go to --workdir (default: a temp folder), so an interrupted run resumes.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,151 +30,165 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-N_CONTEXT, HORIZON = 10, 10
+N_CONTEXT, HORIZON, SAMPLES, SIZE = 10, 10, 8, 64
+BASELINES = ("copy-last-frame", "black frame", "context mean")
+DEMO = Path(__file__).resolve().parents[1] / "resources" / "fsde" / "demo_model.pt"
 
 
 def baselines(clips: np.ndarray) -> dict[str, np.ndarray]:
-    """Predictions (B, M, H, W) of the three model-free baselines from clips (B, N+M, H, W)."""
+    """Predictions (B, M, H, W) of the model-free baselines from clips (B, N+M, H, W)."""
     ctx = clips[:, :N_CONTEXT]
     rep = lambda f: np.repeat(f[:, None], HORIZON, axis=1)  # noqa: E731
     return {"copy-last-frame": rep(ctx[:, -1]), "black frame": np.zeros_like(clips[:, N_CONTEXT:]),
-            "mean of context": rep(ctx.mean(1))}
+            "context mean": rep(ctx.mean(1))}
 
 
-def scores(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean PSNR and SSIM per predicted frame over clips: (B, M, H, W) -> (M,), (M,)."""
+def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean over clips of PSNR and SSIM per predicted frame: (B, M, H, W) -> (M,) each."""
     from engine.fsde.video_data import psnr, ssim
 
-    p = np.mean([psnr(a, b) for a, b in zip(pred, truth)], axis=0)
-    s = np.mean([ssim(a, b) for a, b in zip(pred, truth)], axis=0)
-    return p, s
+    return {"psnr": np.mean([psnr(a, b) for a, b in zip(pred, truth)], axis=0),
+            "ssim": np.mean([ssim(a, b) for a, b in zip(pred, truth)], axis=0)}
 
 
-def train_model(brownian: bool, steps: int, seed: int, out: Path, batch: int = 16):
+def evaluate(model, clips: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Sample-mean PSNR / SSIM and best-of-samples PSNR per predicted frame (M,)."""
+    from engine._torch import torch
+    from engine.fsde.video_data import psnr
+
+    truth = clips[:, N_CONTEXT:]
+    torch.manual_seed(seed)
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(clips), 10):
+            x = torch.from_numpy(clips[i:i + 10, :N_CONTEXT, None])
+            preds.append(model.forecast(x, HORIZON, SAMPLES)[:, :, N_CONTEXT:, 0].numpy())
+    samples = np.concatenate(preds, axis=1)  # (S, B, M, H, W)
+    out = scores(samples.mean(0), truth)
+    best = np.max([[psnr(s[b], truth[b]) for b in range(len(truth))] for s in samples], axis=0)
+    out["best"] = best.mean(0)
+    return out
+
+
+def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: float):
+    """Train (or resume) one model on mixed one/two-digit clips: -> (model, wall s, CPU s)."""
     from engine.fsde.video_model import load_model
     from engine.fsde.video_train import train_video
-    from engine.jobs import CancelToken, Progress, TextProgressBar
+    from engine.cli import TextProgressBar
+    from engine.jobs import CancelToken, Progress
 
-    monitor: list = []
-    t0 = time.perf_counter()
-    train_video("moving-digits", out, {"brownian": brownian},
-                {"steps": steps, "seed": seed, "batch_size": batch, "checkpoint_every": 10 ** 9},
-                progress=Progress(TextProgressBar(min_interval_s=10.0)), cancel=CancelToken(),
-                monitor=monitor)
-    wall = time.perf_counter() - t0
-    model = load_model(out)
-    fps = monitor[-1]["frames_per_s"]
-    return model, fps, wall
+    out = workdir / f"{'brownian' if brownian else 'fractional'}_s{seed}_{steps}.pt"
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_video("moving-digits", out, {"brownian": brownian, "size": SIZE},
+                {"steps": steps, "seed": seed, "batch_size": batch, "lr": lr, "n_digits": 0,
+                 "checkpoint_every": 50},
+                progress=Progress(TextProgressBar(min_interval_s=30.0)), cancel=CancelToken())
+    return load_model(out), time.perf_counter() - t0, time.process_time() - c0
 
 
-def evaluate(model, clips: np.ndarray, samples: int, seed: int = 0):
-    """Sample-mean predictions (B, M, H, W) and the held-out ELBO per clip (nats)."""
-    from engine._torch import torch
-
-    x = torch.from_numpy(clips[:, :, None])
-    torch.manual_seed(seed)
-    preds, elbos = [], []
-    with torch.no_grad():
-        for i in range(0, len(clips), 25):
-            xb = x[i:i + 25]
-            preds.append(model.forecast(xb[:, :N_CONTEXT], HORIZON, samples)
-                         .mean(0)[:, N_CONTEXT:, 0].numpy())
-            elbos.append(float(model.elbo(xb)["elbo"]) * len(xb))
-    return np.concatenate(preds), sum(elbos) / len(clips)
-
-
-def run(quick: bool = False, steps: int | None = None, n_test: int | None = None,
-        seeds: int | None = None, batch: int = 16) -> dict:
-    """Train both models, score everything; returns a dict of per-frame tables and numbers."""
-    import tempfile
-
+def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Path,
+        demo: bool, extra: list[str] = ()) -> dict:
     from engine.fsde.video_data import moving_digits
 
-    steps = steps or (60 if quick else 2000)
-    n_test = n_test or (20 if quick else 100)
-    seeds = seeds or 1
-    clips = moving_digits(n_test, N_CONTEXT + HORIZON, 32, 1, seed=12345, split="test").frames
-    truth = clips[:, N_CONTEXT:]
-    table: dict[str, dict] = {}
-    for name, pred in baselines(clips).items():
-        p, s = scores(pred, truth)
-        table[name] = {"psnr": p, "ssim": s, "elbo": None, "fps": None}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, brownian in (("Brownian SDE", True), ("fractional SDE", False)):
-            runs = []
-            for seed in range(seeds):
-                model, fps, wall = train_model(brownian, steps, seed,
-                                               Path(tmp) / f"{name}{seed}.pt", batch)
-                pred, elbo = evaluate(model, clips, samples=4 if quick else 8, seed=seed)
-                p, s = scores(pred, truth)
-                runs.append({"psnr": p, "ssim": s, "elbo": elbo, "fps": fps, "wall": wall,
-                             "hurst": model.hurst})
-            table[name] = {k: (np.median([r[k] for r in runs], axis=0)) for k in runs[0]}
-    demo = Path(__file__).resolve().parents[1] / "resources" / "fsde" / "demo_model.pt"
-    if demo.is_file() and not quick:  # the bundled model: longer training, same architecture
-        from engine._torch import torch
+    sets = {d: moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
+                             split="test").frames for d in (1, 2)}
+    res: dict = {"steps": steps, "batch": batch, "lr": lr, "clips": n_clips, "seeds": seeds,
+                 "threads": int(os.environ["WORKBENCH_THREADS"]), "rows": {1: {}, 2: {}},
+                 "models": {}}
+    for d, clips in sets.items():
+        for name, pred in baselines(clips).items():
+            res["rows"][d][name] = scores(pred, clips[:, N_CONTEXT:])
+    models = []
+    if demo and DEMO.is_file():
         from engine.fsde.video_model import load_model
 
-        model = load_model(demo)
-        info = torch.load(demo, map_location="cpu", weights_only=True)
-        pred, elbo = evaluate(model, clips, samples=8)
-        p, s = scores(pred, truth)
-        name = f"fractional demo ({info['step']} x {info['train']['batch_size']})"
-        table[name] = {"psnr": p, "ssim": s, "elbo": elbo, "fps": None, "wall": None,
-                       "hurst": model.hurst}
-    return {"steps": steps, "batch": batch, "n_test": n_test, "seeds": seeds, "table": table,
-            "threads": int(os.environ["WORKBENCH_THREADS"])}
+        models.append(("fractional (bundled demo)", load_model(DEMO), None, None))
+    for item in extra:  # NAME=PATH: an already trained model
+        from engine.fsde.video_model import load_model
+
+        name, _, path = item.partition("=")
+        models.append((name, load_model(path), None, None))
+    for seed in range(seeds):
+        for brownian in (False, True):
+            model, wall, cpu = train(brownian, steps, seed, workdir, batch, lr)
+            models.append((f"{'Brownian' if brownian else 'fractional'} seed {seed}", model,
+                           wall, cpu))
+    for name, model, wall, cpu in models:
+        res["models"][name] = {"hurst": model.hurst, "wall_s": wall, "cpu_s": cpu}
+        for d, clips in sets.items():
+            res["rows"][d][name] = evaluate(model, clips)
+    return res
+
+
+def _line(name: str, v: np.ndarray, fmt: str) -> str:
+    return f"{name:<28}" + "".join(format(x, fmt) for x in v) + format(float(np.mean(v)), fmt)
 
 
 def print_report(res: dict) -> None:
-    t = res["table"]
-    names = list(t)
-    print(f"\nHeld-out Stochastic Moving Digits 32x32, 1 digit, {res['n_test']} clips, "
-          f"context {N_CONTEXT}, horizon {HORIZON}; models trained {res['steps']} steps "
-          f"(batch {res['batch']} x 20 frames), {res['threads']} threads, median over "
-          f"{res['seeds']} seed(s)")
-    for metric in ("psnr", "ssim"):
-        print(f"\n{metric.upper()} per predicted frame" + (" (dB)" if metric == "psnr" else ""))
-        print(f"{'method':<28}" + "".join(f"{k + 1:>7}" for k in range(HORIZON)) + f"{'mean':>8}")
-        for n in names:
-            v = t[n][metric]
-            print(f"{n:<28}" + "".join(f"{x:7.2f}" if metric == "psnr" else f"{x:7.3f}"
-                                       for x in v) + f"{np.mean(v):8.3f}")
-    base = t["copy-last-frame"]["psnr"]
-    print("\nPSNR gain over copy-last-frame (dB), min over frames:")
-    for n in names[1:]:
-        print(f"  {n:<28} {np.min(t[n]['psnr'] - base):+.2f}")
-    print("\nModel                      held-out ELBO (nats/clip)  train frames/s  train wall (s)"
-          "      H")
-    for n in names:
-        r = t[n]
-        if r["elbo"] is None:
-            continue
-        fps = f"{r['fps']:14.0f}" if r["fps"] is not None else f"{'-':>14}"
-        wall = f"{r['wall']:15.1f}" if r["wall"] is not None else f"{'-':>15}"
-        print(f"  {n:<26} {r['elbo']:14.1f} {fps} {wall}   {r['hurst']:.3f}")
-    for n in names:
-        if n.startswith("fractional"):
-            ok = bool(np.all(t[n]["psnr"] > base))
-            print(f"{n} beats copy-last-frame on PSNR at every predicted frame: {ok}")
+    print(f"\nHeld-out Stochastic Moving Digits {SIZE}x{SIZE}, {res['clips']} clips per row set, "
+          f"context {N_CONTEXT}, horizon {HORIZON}, {SAMPLES} samples; trained models: "
+          f"{res['steps']} steps x batch {res['batch']} (mixed 1/2 digits), lr {res['lr']}, "
+          f"{res['threads']} thread(s)")
+    head = f"{'method':<28}" + "".join(f"{k + 1:>7}" for k in range(HORIZON)) + f"{'mean':>7}"
+    for d, rows in res["rows"].items():
+        for metric, fmt in (("psnr", "7.2f"), ("ssim", "7.3f"), ("best", "7.2f")):
+            title = {"psnr": "PSNR of the sample mean (dB)", "ssim": "SSIM of the sample mean",
+                     "best": "best-of-samples PSNR (dB)"}[metric]
+            print(f"\n{d} digit(s): {title}\n{head}")
+            for name, r in rows.items():
+                if metric in r:
+                    print(_line(name, r[metric], fmt))
+        best = np.max([rows[b]["psnr"] for b in BASELINES], axis=0)
+        print(f"\n{d} digit(s): checks against the best baseline per frame")
+        for name, r in rows.items():
+            if name in BASELINES:
+                continue
+            gain = r["psnr"] - best
+            print(f"  {name:<28} beats every baseline at every frame: "
+                  f"{bool(np.all(gain > 0))}; mean gain {gain.mean():+.2f} dB (min "
+                  f"{gain.min():+.2f}); SSIM {r['ssim'].mean():.3f} vs black "
+                  f"{rows['black frame']['ssim'].mean():.3f}")
+    print(f"\n{'model':<28}{'H':>7}{'train wall s':>14}{'train CPU s':>13}")
+    for name, m in res["models"].items():
+        wall = f"{m['wall_s']:14.0f}" if m["wall_s"] is not None else f"{'-':>14}"
+        cpu = f"{m['cpu_s']:13.0f}" if m["cpu_s"] is not None else f"{'-':>13}"
+        print(f"{name:<28}{m['hurst']:7.3f}{wall}{cpu}")
+    if res["seeds"] > 1:
+        print("\nSpread over seeds (mean over frames; mean +- std over seeds)")
+        for kind in ("fractional", "Brownian"):
+            for d, rows in res["rows"].items():
+                vals = [r for n, r in rows.items() if n.startswith(kind + " seed")]
+                p = [float(np.mean(r["psnr"])) for r in vals]
+                s = [float(np.mean(r["ssim"])) for r in vals]
+                print(f"  {kind:<10} {d} digit(s): PSNR {np.mean(p):.2f} +- {np.std(p):.2f} dB, "
+                      f"SSIM {np.mean(s):.3f} +- {np.std(s):.3f}")
+            hs = [m["hurst"] for n, m in res["models"].items() if n.startswith(kind + " seed")]
+            print(f"  {kind:<10} H: {np.mean(hs):.3f} +- {np.std(hs):.3f}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--seeds", type=int)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--seeds", type=int, default=1, help="seeds to train (0: none)")
+    ap.add_argument("--clips", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--demo", action="store_true", help="also score the bundled demo model")
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                    help="also score this trained model (repeatable)")
+    ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    res = run(quick=a.quick, steps=a.steps, seeds=a.seeds, batch=a.batch)
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="fsde_video_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model)
     print_report(res)
     if a.json:
         from db.atomic import write_json
 
-        write_json(a.json, {**res, "table": {n: {k: (np.asarray(v).tolist() if v is not None
-                                                     else None) for k, v in r.items()}
-                                             for n, r in res["table"].items()}})
+        rows = {str(d): {n: {k: np.asarray(v).tolist() for k, v in r.items()}
+                         for n, r in rs.items()} for d, rs in res["rows"].items()}
+        write_json(a.json, {**res, "rows": rows})
     return 0
 
 

@@ -22,6 +22,7 @@ MNIST_PATH = Path(__file__).resolve().parents[2] / "resources" / "mnist" / "mnis
 TRAIN_DIGITS = slice(0, 4000)  # digits used for training clips
 TEST_DIGITS = slice(4000, 5000)  # held-out digits for evaluation clips
 SPEED_RANGE = (0.05, 0.10)  # speed in frame widths per frame (1.6..3.2 px at 32 px)
+MAX_SIDE = 128  # longest side the video model works at; larger videos are scaled down
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
@@ -137,45 +138,100 @@ def _square(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
-def fit_frame(frame: np.ndarray, size: int, color: bool) -> np.ndarray:
+def native_shape(height: int, width: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """(height, width) scaled down (aspect kept) so the longer side is at most ``max_side``."""
+    if max(height, width) <= max_side:
+        return int(height), int(width)
+    s = max_side / max(height, width)
+    return max(1, int(round(height * s))), max(1, int(round(width * s)))
+
+
+def resize_reason(height: int, width: int, max_side: int = MAX_SIDE) -> str:
+    """One sentence saying why a (height, width) video is scaled, or "" when it is not."""
+    h, w = native_shape(height, width, max_side)
+    if (h, w) == (height, width):
+        return ""
+    return (f"The video is {height} x {width} pixels; the model works on at most {max_side} "
+            f"pixels a side, so it was scaled to {h} x {w}.")
+
+
+def fit_frame(frame: np.ndarray, size, color: bool, max_side: int = MAX_SIDE) -> np.ndarray:
     """One frame (H, W), (H, W, 1) or (H, W, 3) RGB, uint8 0..255 or float in [0, 1] ->
-    float32 in [0, 1] shaped (size, size) (grey: mean of the channels) or (size, size, 3)
-    (grey frames repeated), centre-cropped to a square and resized. Only this one frame is
-    converted to float, so long full-resolution videos are never held as float."""
+    float32 in [0, 1], grey (mean of the channels) or RGB (grey frames repeated).
+
+    ``size`` None: the frame's own resolution (aspect kept), scaled down only when its longer
+    side exceeds ``max_side`` (:func:`native_shape`). ``size`` int: centre-cropped to a square
+    and resized to (size, size). Only this one frame is converted to float, so long
+    full-resolution videos are never held as float."""
     f = np.asarray(frame)
     if f.ndim == 3 and f.shape[2] == 1:
         f = f[..., 0]
     h, w = f.shape[:2]
-    s = min(h, w)
-    r0, c0 = (h - s) // 2, (w - s) // 2
-    f = f[r0:r0 + s, c0:c0 + s].astype(np.float32)
+    if size is not None:
+        s = min(h, w)
+        r0, c0 = (h - s) // 2, (w - s) // 2
+        f = f[r0:r0 + s, c0:c0 + s]
+    f = f.astype(np.float32)
     if f.ndim == 3 and not color:
         f = f.mean(axis=2)
     elif f.ndim == 2 and color:
         f = np.repeat(f[..., None], 3, axis=2)
-    f = _square(f, size)
+    if size is not None:
+        f = _square(f, size)
+    else:
+        nh, nw = native_shape(h, w, max_side)
+        if (nh, nw) != (h, w):
+            from engine._cv2 import cv2
+
+            f = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
     if frame.dtype == np.uint8:
         f *= 1.0 / 255.0
     return np.clip(f, 0.0, 1.0, out=f)
 
 
-def fit_frames(frames, size: int, color: bool) -> np.ndarray:
+def fit_native(frames, max_side: int = MAX_SIDE, color: bool | None = None
+               ) -> tuple[np.ndarray, bool, str]:
+    """Frames (T, H, W[, 1|3]) uint8 or float in [0, 1] at their own resolution ->
+    (float32 frames (T, H', W'[, 3]) in [0, 1], resized, reason). ``color`` None keeps the
+    frames' own kind. (H', W') = (H, W) unless the longer side exceeds ``max_side``."""
+    arr = np.asarray(frames)
+    if color is None:
+        color = arr.ndim == 4 and arr.shape[3] == 3
+    h, w = arr.shape[1:3]
+    out = np.stack([fit_frame(f, None, color, max_side) for f in arr]).astype(np.float32,
+                                                                            copy=False)
+    reason = resize_reason(h, w, max_side)
+    return out, bool(reason), reason
+
+
+def fit_frames(frames, size, color: bool) -> np.ndarray:
     """Frames (T, H, W[, 1|3]) uint8 or float in [0, 1] -> float32 (T, size, size) or
     (T, size, size, 3) in [0, 1] (see :func:`fit_frame`)."""
     return np.stack([fit_frame(f, size, color) for f in frames]).astype(np.float32, copy=False)
 
 
-def load_video(path: str | Path, size: int = 32, color: bool = False,
+def load_video(path: str | Path, size: int | None = None, color: bool = False,
                min_frames: int = 1, max_frames: int | None = None,
-               cancel=None) -> np.ndarray:
-    """Read a video file into float32 frames in [0, 1]: (T, size, size) or (T, size, size, 3) RGB.
+               cancel=None, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Read a video file into float32 frames in [0, 1]: (T, H, W) or (T, H, W, 3) RGB.
 
-    Video files go through OpenCV (each frame is cropped and resized as it is read);
-    ``.npz`` (key ``frames``) and ``.npy`` clips hold arrays (T, H, W[, C]) of uint8 0..255 or
-    values in [0, 1]. At most ``max_frames`` frames are read. ``cancel`` (a CancelToken) is
-    checked once per frame. Raises :class:`InputError` (one sentence) for a missing, corrupt
-    or unreadable file, values out of range, and a clip with fewer than ``min_frames`` frames.
+    ``size`` None: the video's own resolution, scaled down (aspect kept) only when its longer
+    side exceeds ``max_side`` (see :func:`load_video_info` for the reason); ``size`` int:
+    centre-cropped to a square and resized to size x size. Video files go through OpenCV (each
+    frame is fitted as it is read); ``.npz`` (key ``frames``) and ``.npy`` clips hold arrays
+    (T, H, W[, C]) of uint8 0..255 or values in [0, 1]. At most ``max_frames`` frames are read.
+    ``cancel`` (a CancelToken) is checked once per frame. Raises :class:`InputError` (one
+    sentence) for a missing, corrupt or unreadable file, values out of range, and a clip with
+    fewer than ``min_frames`` frames.
     """
+    return load_video_info(path, size, color, min_frames, max_frames, cancel, max_side)[0]
+
+
+def load_video_info(path: str | Path, size: int | None = None, color: bool = False,
+                    min_frames: int = 1, max_frames: int | None = None, cancel=None,
+                    max_side: int = MAX_SIDE) -> tuple[np.ndarray, bool, str]:
+    """:func:`load_video` plus (resized, reason): whether the frames were scaled from the
+    video's own resolution, and one sentence why ("" when not)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"The video '{path}' does not exist.")
@@ -185,13 +241,20 @@ def load_video(path: str | Path, size: int = 32, color: bool = False,
         for f in raw:
             if cancel is not None:
                 cancel.check()
-            frames.append(fit_frame(f, size, color))
+            frames.append(fit_frame(f, size, color, max_side))
+        shape = raw.shape[1:3]
     else:
-        frames = _load_cv2_clip(path, size, color, max_frames, cancel)
+        frames, shape = _load_cv2_clip(path, size, color, max_frames, cancel, max_side)
     if len(frames) < min_frames:
         raise InputError(f"The video '{path}' has {len(frames)} frames but at least {min_frames} "
                          f"are needed (context + horizon).")
-    return np.stack(frames).astype(np.float32, copy=False)
+    if size is not None:
+        h, w = shape
+        reason = ("" if (h, w) == (size, size) else
+                  f"The video is {h} x {w} pixels; it was cropped and scaled to {size} x {size}.")
+    else:
+        reason = resize_reason(*shape, max_side)
+    return np.stack(frames).astype(np.float32, copy=False), bool(reason), reason
 
 
 def _load_array_clip(path: Path) -> np.ndarray:
@@ -223,13 +286,14 @@ def _load_array_clip(path: Path) -> np.ndarray:
     return arr
 
 
-def _load_cv2_clip(path: Path, size: int, color: bool, max_frames: int | None,
-                   cancel=None) -> list[np.ndarray]:
-    """Frames of a video file, each fitted (:func:`fit_frame`) as soon as it is decoded."""
+def _load_cv2_clip(path: Path, size, color: bool, max_frames: int | None,
+                   cancel=None, max_side: int = MAX_SIDE) -> tuple[list[np.ndarray], tuple]:
+    """Frames of a video file, each fitted (:func:`fit_frame`) as soon as it is decoded, and
+    the decoded frame shape (H, W)."""
     from engine._cv2 import cv2
 
     cap = cv2.VideoCapture(str(path))
-    frames = []
+    frames, shape = [], (0, 0)
     try:
         if not cap.isOpened():
             raise InputError(f"The video '{path}' could not be opened: it is corrupt or not a "
@@ -241,13 +305,14 @@ def _load_cv2_clip(path: Path, size: int, color: bool, max_frames: int | None,
             if not ok or bgr is None:
                 break
             rgb = bgr[..., ::-1] if bgr.ndim == 3 else bgr  # uint8
-            frames.append(fit_frame(rgb, size, color))
+            shape = rgb.shape[:2]
+            frames.append(fit_frame(rgb, size, color, max_side))
     finally:
         cap.release()
     if not frames:
         raise InputError(f"The video '{path}' has no readable frames: it is corrupt or not a "
                          f"video file.")
-    return frames
+    return frames, shape
 
 
 def to_channels(frames: np.ndarray) -> np.ndarray:
@@ -277,73 +342,17 @@ def psnr(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def ssim(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 = 0.01, K2 = 0.03, data range
-    1) of frames in [0, 1], one value per leading index: (T, H, W[, C]) -> (T,)."""
+    """Mean SSIM (Wang et al. 2004: 11 x 11 Gaussian window sigma 1.5, K1 = 0.01, K2 = 0.03,
+    data range 1) of frames in [0, 1], one value per leading index: (T, H, W[, C]) -> (T,);
+    colour frames: the mean over channels."""
     from engine._cv2 import cv2
 
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     out = []
     for a, b in zip(np.asarray(pred, np.float64), np.asarray(truth, np.float64)):
-        blur = lambda z: cv2.GaussianBlur(z, (7, 7), 1.5)  # noqa: E731
+        blur = lambda z: cv2.GaussianBlur(z, (11, 11), 1.5)  # noqa: E731
         ma, mb = blur(a), blur(b)
         va, vb, cov = blur(a * a) - ma ** 2, blur(b * b) - mb ** 2, blur(a * b) - ma * mb
         s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
         out.append(s.mean())
     return np.array(out)
-
-
-# --- writing --------------------------------------------------------------------------------
-def panel_frames(truth: np.ndarray, mean: np.ndarray, sample: np.ndarray, std: np.ndarray,
-                 n_context: int, scale: int = 4) -> np.ndarray:
-    """Side-by-side panels ground truth | sample mean | one sample | per-pixel std for each frame:
-    inputs (T, H, W[, 3]) in [0, 1] (std is shown times 2, so 0.5 is white) -> uint8 RGB
-    (T, scale*H + 6, 4*scale*W + 6, 3). A bar under the panels marks the time: grey over the
-    context frames, orange over predicted frames."""
-    def rgb(a):
-        a = np.clip(np.asarray(a, np.float32), 0, 1)
-        return np.repeat(a[..., None], 3, axis=-1) if a.ndim == 3 else a
-
-    panels = [rgb(truth), rgb(mean), rgb(sample), rgb(np.clip(2.0 * std, 0, 1))]
-    T, H, W = panels[0].shape[:3]
-    sep = np.full((T, H, 1, 3), 0.35, np.float32)
-    row = np.concatenate([x for p in panels for x in (p, sep)][:-1], axis=2)  # (T, H, 4W+3, 3)
-    row = row.repeat(scale, axis=1).repeat(scale, axis=2)
-    bar = np.zeros((T, 6, row.shape[2], 3), np.float32)
-    for t in range(T):
-        frac = (t + 1) / T
-        bar[t, 1:5, : int(round(frac * row.shape[2]))] = ((0.5, 0.5, 0.5) if t < n_context
-                                                         else (1.0, 0.6, 0.1))
-    out = np.concatenate([row, bar], axis=1)
-    out = out[:, :, : out.shape[2] - out.shape[2] % 2]  # even sizes for codecs
-    out = out[:, : out.shape[1] - out.shape[1] % 2]
-    return (out * 255 + 0.5).astype(np.uint8)
-
-
-def write_mp4(path: str | Path, frames_rgb: np.ndarray, fps: float = 5.0) -> None:
-    """Write uint8 RGB frames (T, H, W, 3) as an MP4 (mp4v), atomically."""
-    from db.atomic import write_with
-    from engine._cv2 import cv2
-
-    T, H, W = frames_rgb.shape[:3]
-
-    def writer(tmp: str) -> None:
-        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H), True)
-        if not vw.isOpened():
-            raise OSError(f"OpenCV could not open an MP4 writer for '{path}'")
-        for f in frames_rgb:
-            vw.write(np.ascontiguousarray(f[..., ::-1]))
-        vw.release()
-
-    write_with(path, writer)
-
-
-def write_png(path: str | Path, image_rgb: np.ndarray) -> None:
-    """Write one uint8 RGB (H, W, 3) or grey (H, W) image as PNG, atomically."""
-    from db.atomic import write_bytes
-    from engine._cv2 import cv2
-
-    img = image_rgb[..., ::-1] if image_rgb.ndim == 3 else image_rgb
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
-    if not ok:
-        raise OSError(f"could not encode the PNG '{path}'")
-    write_bytes(path, buf.tobytes())

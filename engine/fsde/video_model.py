@@ -1,82 +1,128 @@
-"""Latent fractional-SDE video model (Daems et al., ICLR 2024, video experiment).
+"""Latent fractional-SDE video model that separates what from where (Daems et al., ICLR 2024).
 
-Conv encoder -> per-frame features f_i; from the context frames: q(x0) (first three frames),
-a static content vector c (mean over the context, variational) and a context h_i (backward GRU)
-that drives the control u(t, x) = net([x, h_i]) while t is inside the context window; then
-u = 0 (prior). The latent path x(t) comes from :class:`engine.fsde.sde.LatentFractionalSDE`
-(MA-fBM driven, learned Hurst index; ``brownian=True`` gives the Brownian baseline with the same
-architecture). A conv decoder maps [x(t), c] to Bernoulli pixel probabilities.
+*What*: each object slot (at most 2) has a glimpse, a patch of ``glimpse`` x the shorter frame
+side cut from the context frame where the object stands most apart (engine.fsde.video_render).
+*Where*: the latent SDE state carries each slot's pose, x = (p_row, p_col, v_row, v_col) per
+slot (normalised frame units, velocities per unit time), solved by
+:class:`engine.fsde.sde.LatentFractionalSDE` (MA-fBM noise with a learned Hurst index;
+``brownian=True`` is the Brownian baseline, same architecture). Prior drift: dp = v,
+dv = 0; diffusion: small constant on p, s_v(pose) on v (learned; large where a digit
+reaches a wall, bounces and draws a new velocity). Positions are
+unfolded: the renderer reflects them between the walls (:func:`video_render.fold`), so a
+constant velocity bounces. Decoder: each glimpse drawn at its folded position
+(``grid_sample``), maximum over slots and the background (per-pixel minimum of the context),
+plus a small conv residual; Gaussian pixel likelihood with a learned sigma. Frames are decoded
+at the clip's own resolution.
 
-ELBO (per video, nats) = sum over frames and pixels of log p(frame | x, c)
-    - KL(q(x0) || N(0, I)) - KL(q(c) || N(0, I)) - E 0.5 int_context |u|^2 dt.
-Training uses the forecast split: u acts only on the first ``context`` frames, so the future
-frames are explained by the prior, which is also what ``forecast`` samples from.
+Posterior: the encoder detects and tracks the objects (video_render.detect / track, made
+piecewise straight by smooth_track) and the control u steers each slot's velocity so that the path passes through the tracked positions
+(u = 0 on the position coordinates). Training uses the whole clip (context + horizon);
+forecasting observes the first N frames, then samples the prior (u = 0).
 
-Shapes: frames (B, L, C, H, W) in [0, 1]; latent (L, B, dim).
+ELBO (per clip, nats) = log p(frames | x) - KL(q(x0) || N(0, I)) - E 0.5 int |u|^2 dt.
+Shapes: frames (B, L, C, H, W) in [0, 1]; latent (L, B, 4 * slots).
 """
 from __future__ import annotations
 
 import math
 
 from engine._torch import torch
+from engine.fsde import video_render as vr
 
 nn = torch.nn
 F = torch.nn.functional
+KIND = "fsde-video-2"
+OLD_KINDS = ("fsde-video",)
 
 DEFAULT_CONFIG = {
-    "size": 32,  # frame side in pixels (divisible by 8)
+    "size": 64,  # side of the moving-digit frames it is trained on (the model itself runs at
+                 # any resolution up to video_data.MAX_SIDE)
     "channels": 1,  # 1 grayscale, 3 colour
-    "latent_dim": 8,
-    "content_dim": 16,
-    "feat_dim": 64,
-    "hidden": 64,
+    "slots": 2,  # objects tracked (1 or 2)
+    "glimpse": 0.4375,  # glimpse side as a fraction of the shorter frame side (28 px of 64)
+    "residual": 4,  # channels of the conv residual on the rendered frame (0: none)
     "K": 5,
     "kind": "II",
     "hurst": 0.5,  # initial Hurst index
     "learn_hurst": True,
     "gamma_max": 20.0,
     "brownian": False,
-    "T": 1.0,  # SDE time spanned by a training clip of context + horizon frames
-    "context": 10,  # N: frames the posterior sees
+    "T": 1.0,  # SDE time spanned by a clip of context + horizon frames
+    "context": 10,  # N: frames the posterior sees when forecasting
     "horizon": 10,  # M: frames predicted by the prior
     "substeps": 2,  # solver steps per frame interval
 }
 
 
+LEGACY_KEYS = ("latent_dim", "content_dim", "feat_dim", "hidden")  # model 1; ignored
+
+
 def make_config(**overrides) -> dict:
-    """DEFAULT_CONFIG with ``overrides`` (unknown keys raise ValueError)."""
+    """DEFAULT_CONFIG with ``overrides`` (unknown keys raise ValueError; the settings of the
+    old model in LEGACY_KEYS are ignored, so callers written for it keep working)."""
+    overrides = {k: v for k, v in overrides.items() if k not in LEGACY_KEYS}
     bad = set(overrides) - set(DEFAULT_CONFIG)
     if bad:
         raise ValueError(f"unknown model settings: {', '.join(sorted(bad))}")
-    return {**DEFAULT_CONFIG, **overrides}
+    cfg = {**DEFAULT_CONFIG, **overrides}
+    if cfg["slots"] not in (1, 2):
+        raise ValueError(f"slots must be 1 or 2, not {cfg['slots']}")
+    if not 0.05 <= cfg["glimpse"] <= 1.0:
+        raise ValueError(f"glimpse must be between 0.05 and 1, not {cfg['glimpse']}")
+    return cfg
 
 
-def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.Softplus(), nn.Linear(n_hidden, n_out))
+class SlotDrift(nn.Module):
+    """b(x): dp = v, dv = 0 (constant velocity between walls; the walls are in the renderer's
+    fold). (B, 4S) -> (B, 4S)."""
 
-
-class Drift(nn.Module):
-    """Prior drift b(x): (B, dim) -> (B, dim)."""
-
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, slots: int):
         super().__init__()
-        self.net = _mlp(dim, hidden, dim)
-
-    def forward(self, *args):  # accepts (x) or (t, x)
-        return self.net(args[-1])
-
-
-class Diffusion(nn.Module):
-    """Diagonal diffusion s(x) > 0: (B, dim) -> (B, dim), starting near 0.3."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.net = _mlp(dim, hidden, dim)
-        with torch.no_grad():
-            self.net[-1].bias.fill_(math.log(math.expm1(0.3)))
+        self.slots = slots
 
     def forward(self, *args):
-        return F.softplus(self.net(args[-1])) + 1e-3
+        x = args[-1]
+        pose = x.view(x.shape[0], self.slots, 4)
+        return torch.cat([pose[..., 2:], torch.zeros_like(pose[..., 2:])], -1).flatten(1)
+
+
+class SlotDiffusion(nn.Module):
+    """s(x) > 0: a learned constant on p; on v (both axes),
+
+        s_v = s_free + s_wall * exp(-rate * n_wall),
+
+    n_wall = frames until the slot reaches its nearest wall ahead (either axis), so the noise
+    can concentrate where an object bounces and draws a new velocity (all learned, positive).
+    ``margin`` (2,) (normalised wall margins) is set per clip; ``step`` is the time between
+    frames. (B, 4S) -> (B, 4S)."""
+
+    def __init__(self, slots: int, step: float):
+        super().__init__()
+        self.slots, self.step = slots, float(step)
+        inv = lambda v: math.log(math.expm1(v))  # noqa: E731
+        self.raw_p = nn.Parameter(torch.full((2,), inv(0.005)))
+        self.raw_free = nn.Parameter(torch.full((2,), inv(0.3)))
+        self.raw_wall = nn.Parameter(torch.full((2,), inv(3.0)))
+        self.raw_rate = nn.Parameter(torch.tensor(inv(2.0)))
+        self.register_buffer("margin", torch.tensor([0.22, 0.22]), persistent=False)
+
+    def frames_to_wall(self, x) -> "torch.Tensor":
+        """(B, 4S) -> (B, S, 1): frames until the nearest wall ahead, clipped to [0, 10]."""
+        pose = x.view(x.shape[0], self.slots, 4)
+        m = self.margin.to(x)
+        pf, sign = vr.fold(pose[..., :2], m)
+        vel = sign * pose[..., 2:]
+        ahead = torch.where(vel > 0, 1 - m - pf, pf - m).clamp_min(0)
+        n = (ahead / (vel.abs() * self.step + 1e-6)).clamp(0, 10)
+        return n.min(-1, keepdim=True).values
+
+    def forward(self, *args):
+        x = args[-1]
+        B = x.shape[0]
+        sp = F.softplus(self.raw_p).expand(B, self.slots, 2)
+        near = torch.exp(-F.softplus(self.raw_rate) * self.frames_to_wall(x))
+        sv = F.softplus(self.raw_free) + F.softplus(self.raw_wall) * near
+        return torch.cat([sp, sv], -1).flatten(1)
 
 
 class VideoSDE(nn.Module):
@@ -88,26 +134,20 @@ class VideoSDE(nn.Module):
 
         cfg = make_config(**(config or {}))
         self.config = cfg
-        C, S, D = cfg["channels"], cfg["size"], cfg["latent_dim"]
-        if S % 8:
-            raise ValueError(f"frame size must be divisible by 8, not {S}")
-        s8, fd, hd, cd = S // 8, cfg["feat_dim"], cfg["hidden"], cfg["content_dim"]
-        self.encoder = nn.Sequential(
-            nn.Conv2d(C, 16, 4, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * s8 * s8, fd))
-        self.q0 = _mlp(3 * fd, hd, 2 * D)
-        self.content = _mlp(fd, hd, 2 * cd)
-        self.context_rnn = nn.GRU(fd, hd, batch_first=True)
-        self.control_net = nn.Sequential(nn.Linear(D + hd, hd), nn.Softplus(), nn.Linear(hd, D))
+        S, C = cfg["slots"], cfg["channels"]
         self.sde = LatentFractionalSDE(
-            D, K=cfg["K"], kind=cfg["kind"], hurst=cfg["hurst"], learn_hurst=cfg["learn_hurst"],
-            gamma_max=cfg["gamma_max"], T=cfg["T"], brownian=cfg["brownian"],
-            drift=Drift(D, hd), diffusion=Diffusion(D, hd))
-        self.dec_in = nn.Linear(D + cd, 64 * s8 * s8)
-        self.decoder = nn.Sequential(
-            nn.ReLU(), nn.Unflatten(1, (64, s8, s8)), nn.ConvTranspose2d(64, 32, 4, 2, 1),
-            nn.ReLU(), nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(16, C, 4, 2, 1))
+            4 * S, K=cfg["K"], kind=cfg["kind"], hurst=cfg["hurst"],
+            learn_hurst=cfg["learn_hurst"], gamma_max=cfg["gamma_max"], T=cfg["T"],
+            brownian=cfg["brownian"], drift=SlotDrift(S),
+            diffusion=SlotDiffusion(S, cfg["T"] / (cfg["context"] + cfg["horizon"] - 1)))
+        r = cfg["residual"]
+        self.residual = nn.Sequential(nn.Conv2d(C, r, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(r, C, 3, padding=1)) if r else None
+        if r:
+            nn.init.zeros_(self.residual[-1].weight)
+            nn.init.zeros_(self.residual[-1].bias)
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))  # pixel noise
+        self.q0_logvar = nn.Parameter(torch.tensor([math.log(1e-5)] * 2 + [math.log(1e-2)] * 2))
 
     # --- pieces -------------------------------------------------------------------------
     @property
@@ -119,91 +159,152 @@ class VideoSDE(nn.Module):
         step = self.config["T"] / (self.config["context"] + self.config["horizon"] - 1)
         return torch.arange(n_frames, dtype=torch.float32) * step
 
-    def encode(self, frames: "torch.Tensor") -> dict:
-        """Context frames (B, N, C, H, W), N >= 3 -> q(x0), q(c) parameters and h (B, N, hidden)."""
-        B, N = frames.shape[:2]
-        feats = self.encoder(frames.flatten(0, 1)).view(B, N, -1)
-        m0, lv0 = self.q0(feats[:, :3].flatten(1)).chunk(2, dim=-1)
-        mc, lvc = self.content(feats.mean(1)).chunk(2, dim=-1)
-        h, _ = self.context_rnn(feats.flip(1))  # backward in time: h_i summarises frames >= i
-        return {"m0": m0, "lv0": lv0.clamp(-8, 4), "mc": mc, "lvc": lvc.clamp(-8, 4),
-                "h": h.flip(1)}
+    def encode(self, frames: "torch.Tensor", n_context: int) -> dict:
+        """Frames (B, L, C, H, W) -> tracks over all L frames and, from the first
+        ``n_context`` frames, the background, the glimpses and which slots are present.
 
-    def decode(self, x: "torch.Tensor", c: "torch.Tensor") -> "torch.Tensor":
-        """Latents (L, B, dim) and content (B, cd) -> pixel logits (B, L, C, H, W)."""
-        L, B = x.shape[:2]
-        z = torch.cat([x, c.unsqueeze(0).expand(L, -1, -1)], -1).flatten(0, 1)
-        logits = self.decoder(self.dec_in(z))
-        return logits.view(L, B, *logits.shape[1:]).transpose(0, 1)
+        Returns ``obs`` (B, L, S, 2) tracked positions, ``presence`` (B, S), ``glimpses``
+        (B, S, C, g, g), ``bg`` (B, C, H, W), ``margin`` (2,), ``g``."""
+        import numpy as np
 
-    def _control(self, h: "torch.Tensor", times: "torch.Tensor"):
-        """u(t, x, y) = net([x, h_{i+1}]) for t in [t_i, t_{i+1}), i + 1 < N; else 0."""
-        n_ctx, step = h.shape[1], float(times[1] - times[0])
-        t_end = float(times[n_ctx - 1]) - 1e-6 * step
+        B, L, C, H, W = frames.shape
+        S = self.config["slots"]
+        g = vr.glimpse_px(H, W, self.config["glimpse"])
+        bg = frames[:, :n_context].min(1).values
+        ink = (frames - bg[:, None]).clamp_min(0)
+        pos, valid = vr.detect(ink.mean(2).flatten(0, 1), g, n=S)
+        pos, valid = pos.reshape(B, L, S, 2), valid.reshape(B, L, S)
+        obs = np.zeros((B, L, S, 2), np.float32)
+        presence = np.zeros((B, S), np.float32)
+        pick = np.zeros((B, S), np.int64)
+        for b in range(B):
+            o, seen, _ = vr.track(pos[b], valid[b], S)
+            for s in range(S):
+                o[:, s] = vr.smooth_track(o[:, s], H, W)
+            obs[b] = o
+            for s in range(S):
+                ctx = seen[:n_context, s]
+                presence[b, s] = float(ctx.any())
+                apart = np.full(n_context, 1e3, np.float32)
+                if S == 2:
+                    other = seen[:n_context, 1 - s]
+                    d = np.abs(o[:n_context, s] - o[:n_context, 1 - s]).max(1)
+                    apart = np.where(other, d, apart)
+                score = np.where(ctx, apart + 1e-3 * np.arange(n_context), -1.0)
+                pick[b, s] = int(np.argmax(score)) if ctx.any() else n_context - 1
+        obs_t = torch.from_numpy(obs).to(frames)
+        idx = torch.from_numpy(pick)
+        src = ink[torch.arange(B)[:, None], idx]  # (B, S, C, H, W)
+        centre = obs_t[torch.arange(B)[:, None], idx, torch.arange(S)[None]]  # (B, S, 2)
+        glimpses = vr.crop(src.flatten(0, 1), centre.flatten(0, 1), g).view(B, S, C, g, g)
+        return {"obs": obs_t, "presence": torch.from_numpy(presence).to(frames),
+                "glimpses": glimpses, "bg": bg, "margin": vr.margins(H, W, g, frames.device),
+                "g": g}
 
-        def control(t, x, y=None):
-            t = float(t)
-            if t >= t_end:
+    def _set_margin(self, margin) -> None:
+        self.sde.diffusion.margin = margin
+
+    def _latents(self, enc: dict, n_frames: int, n_obs: int, samples: int = 1):
+        """Posterior through the first ``n_obs`` tracked frames, prior after: -> xs
+        (n_frames, B * samples, 4S), path KL (B * samples,), KL(q(x0)) (B * samples,)."""
+        from engine.fsde.sde import gaussian_kl
+
+        S = self.config["slots"]
+        obs = enc["obs"]
+        if samples > 1:
+            obs = obs.repeat(samples, 1, 1, 1)
+        Bs = obs.shape[0]
+        times = self.frame_times(n_frames).to(obs.device)
+        step = float(times[1] - times[0])
+        h = step / self.config["substeps"]
+        v0 = (obs[:, 1] - obs[:, 0]) / step if n_obs > 1 else torch.zeros_like(obs[:, 0])
+        m0 = torch.cat([obs[:, 0], v0], -1).flatten(1)  # (Bs, 4S)
+        lv0 = self.q0_logvar.repeat(S).expand_as(m0)
+        x0 = m0 + torch.randn_like(m0) * (0.5 * lv0).exp()
+        margin = enc["margin"]
+        self._set_margin(margin)
+        sde = self.sde
+        w = sde.omega().to(obs)
+        wsum = w.sum()
+        wg = (w * sde.gamma.to(obs))[:, None]  # (K, 1)
+
+        def control(t, x, y):
+            j = int(math.floor((t + h) / step + 1e-6)) + 1  # next frame strictly after t + h
+            if j >= n_obs:
                 return torch.zeros_like(x)
-            i = min(int(math.floor(t / step + 1e-6)) + 1, n_ctx - 1)
-            return self.control_net(torch.cat([x, h[:, i]], -1))
+            tau = j * step - (t + h)
+            pose = x.view(Bs, S, 4)
+            p, v = pose[..., :2], pose[..., 2:]
+            pf, sign = vr.fold(p + v * h, margin)
+            v_des = sign * (obs[:, j] - pf) / tau
+            b = sde.drift(x).view(Bs, S, 4)[..., 2:]
+            s = sde.diffusion(x).view(Bs, S, 4)[..., 2:]
+            mix = (wg * y).sum(1).view(Bs, S, 4)[..., 2:]
+            u_v = ((v_des - v) / h - b) / (s * wsum) + mix / wsum
+            return torch.cat([torch.zeros_like(u_v), u_v], -1).flatten(1)
 
-        return control
+        xs, path_kl = sde.solve(x0, times, control=control, dt=h)
+        return xs, path_kl, gaussian_kl(m0, lv0)
 
-    def _latents(self, enc: dict, n_frames: int, samples: int = 1):
-        """Sample x0, c and solve: -> xs (L, B*samples, dim), c (B*samples, cd), path KL."""
+    def decode(self, xs: "torch.Tensor", enc: dict, samples: int = 1) -> "torch.Tensor":
+        """Latents (L, B * samples, 4S) -> frames (B * samples, L, C, H, W) in [0, 1]."""
+        L, Bs = xs.shape[:2]
+        S = self.config["slots"]
         rep = (lambda a: a.repeat(samples, *([1] * (a.dim() - 1)))) if samples > 1 else (
             lambda a: a)
-        m0, lv0, mc, lvc, h = (rep(enc[k]) for k in ("m0", "lv0", "mc", "lvc", "h"))
-        x0 = m0 + torch.randn_like(m0) * (0.5 * lv0).exp()
-        c = mc + torch.randn_like(mc) * (0.5 * lvc).exp()
-        times = self.frame_times(n_frames).to(x0.device)
-        dt = float(times[1] - times[0]) / self.config["substeps"]
-        xs, path_kl = self.sde.solve(x0, times, control=self._control(h, times), dt=dt)
-        return xs, c, path_kl
+        gl, pres, bg = rep(enc["glimpses"]), rep(enc["presence"]), rep(enc["bg"])
+        C, H, W = bg.shape[1:]
+        pos, _ = vr.fold(xs.view(L, Bs, S, 4)[..., :2], enc["margin"])
+        pos = pos.transpose(0, 1).flatten(0, 1)  # (Bs * L, S, 2)
+        ex = lambda a: a[:, None].expand(Bs, L, *a.shape[1:]).flatten(0, 1)  # noqa: E731
+        canvas = torch.maximum(vr.render(ex(gl), pos, ex(pres), H, W), ex(bg))
+        if self.residual is not None:
+            canvas = (canvas + self.residual(canvas)).clamp(0.0, 1.0)
+        out = canvas
+        return out.view(Bs, L, C, H, W)
 
     # --- objective and prediction --------------------------------------------------------
     def elbo(self, frames: "torch.Tensor", context: int | None = None, beta: float = 1.0) -> dict:
-        """ELBO terms for clips (B, L, C, H, W) in [0, 1] with the posterior on the first
-        ``context`` frames (default: config). Returns per-video means (nats, detached):
-        ``elbo``, ``loglik``, ``kl_x0``, ``kl_content``, ``kl_path``, ``kl``; and ``loss``, the
-        negative beta-weighted ELBO per pixel, for the optimiser."""
+        """ELBO terms for clips (B, L, C, H, W) in [0, 1]; glimpses and background from the
+        first ``context`` frames (default: config), the posterior path through all L frames.
+        Returns per-clip means (nats, detached): ``elbo``, ``loglik``, ``kl_x0``,
+        ``kl_path``, ``kl``; and ``loss``, the negative beta-weighted ELBO per pixel."""
         N = context or self.config["context"]
         B, L = frames.shape[:2]
-        enc = self.encode(frames[:, :N])
-        xs, c, path_kl = self._latents(enc, L)
-        logits = self.decode(xs, c)
-        loglik = -F.binary_cross_entropy_with_logits(logits, frames, reduction="none").flatten(
-            1).sum(1)
-        kl_x0 = 0.5 * (enc["m0"] ** 2 + enc["lv0"].exp() - 1 - enc["lv0"]).sum(1)
-        kl_c = 0.5 * (enc["mc"] ** 2 + enc["lvc"].exp() - 1 - enc["lvc"]).sum(1)
-        kl = kl_x0 + kl_c + path_kl
-        elbo = loglik - kl
+        enc = self.encode(frames, min(N, L))
+        xs, path_kl, kl_x0 = self._latents(enc, L, n_obs=L)
+        mean = self.decode(xs, enc)
+        sigma = self.log_sigma.exp()
+        z = ((frames - mean) / sigma).flatten(1)
+        loglik = -0.5 * (z ** 2).sum(1) - z.shape[1] * (self.log_sigma + 0.5 * math.log(
+            2 * math.pi))
+        kl = kl_x0 + path_kl
         loss = -(loglik - beta * kl).mean() / frames[0].numel()
-        terms = {"elbo": elbo, "loglik": loglik, "kl_x0": kl_x0, "kl_content": kl_c,
-                 "kl_path": path_kl, "kl": kl}
+        terms = {"elbo": loglik - kl, "loglik": loglik, "kl_x0": kl_x0, "kl_path": path_kl,
+                 "kl": kl}
         return {**{k: v.detach().mean() for k, v in terms.items()}, "loss": loss}
 
     @torch.no_grad()
     def forecast(self, context_frames: "torch.Tensor", horizon: int,
                  samples: int = 8) -> "torch.Tensor":
         """Condition on context frames (B, N, C, H, W), N >= 3, and sample ``horizon`` more
-        frames from the prior ``samples`` times: -> (samples, B, N + horizon, C, H, W) pixel
-        probabilities in [0, 1] (the first N frames are reconstructions)."""
+        frames from the prior ``samples`` times: -> (samples, B, N + horizon, C, H, W) in
+        [0, 1] (the first N frames are reconstructions)."""
         B, N = context_frames.shape[:2]
-        enc = self.encode(context_frames)
-        xs, c, _ = self._latents(enc, N + horizon, samples)
-        probs = torch.sigmoid(self.decode(xs, c))
-        return probs.view(samples, B, *probs.shape[1:])
+        enc = self.encode(context_frames, N)
+        xs, _, _ = self._latents(enc, N + horizon, n_obs=N, samples=samples)
+        out = self.decode(xs, enc, samples)
+        return out.view(samples, B, *out.shape[1:])
 
 
 def checkpoint_state(model: VideoSDE) -> dict:
     """A plain dict (tensors, numbers, strings) for torch.save / torch.load(weights_only=True)."""
-    return {"config": dict(model.config), "state_dict": model.state_dict(), "kind": "fsde-video"}
+    return {"config": dict(model.config), "state_dict": model.state_dict(), "kind": KIND}
 
 
 def load_model(path, map_location: str = "cpu") -> VideoSDE:
-    """Load a model file written by the trainer; InputError for anything unreadable."""
+    """Load a model file written by the trainer; InputError (one sentence) for anything
+    unreadable, and for models of the old format."""
     from pathlib import Path
 
     from engine.jobs import InputError
@@ -213,10 +314,18 @@ def load_model(path, map_location: str = "cpu") -> VideoSDE:
         raise InputError(f"The model '{path}' does not exist.")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:
+        raise InputError(f"The model '{path}' is not a readable fractional-SDE video model.") \
+            from None
+    kind = blob.get("kind") if isinstance(blob, dict) else None
+    if kind in OLD_KINDS:
+        raise InputError(f"The model '{path}' was made by an older version of the video model "
+                         f"(32 x 32 decoder) and cannot be used: retrain it with fsde train.")
+    try:
+        if kind != KIND:
+            raise ValueError(kind)
         model = VideoSDE(blob["config"])
         model.load_state_dict(blob["state_dict"])
-    except InputError:
-        raise
     except Exception:
         raise InputError(f"The model '{path}' is not a readable fractional-SDE video model.") \
             from None
@@ -226,18 +335,23 @@ def load_model(path, map_location: str = "cpu") -> VideoSDE:
 
 def predict_clip(model: VideoSDE, frames, context: int, horizon: int, samples: int = 8,
                  seed: int = 0) -> dict:
-    """Forecast one clip. ``frames`` (>= context + horizon, H, W[, 3]) float in [0, 1] at the
-    model's size. Returns numpy arrays: ``frames`` (N+M, H, W[, 3]) ground truth, ``samples``
-    (S, M, H, W[, 3]) predicted frames, ``recon`` (S, N, H, W[, 3]) context reconstructions,
-    ``mean`` / ``std`` (N+M, ...) over samples (reconstruction then prediction), ``psnr`` and
-    ``ssim`` (M,) of the sample mean against the ground truth."""
+    """Forecast one clip at its own resolution (see docs/dev/fsde_video_api.md).
+
+    ``frames`` (>= context + horizon, H, W[, 3]) float in [0, 1] or uint8. Returns numpy
+    arrays: ``frames`` (N+M, H', W'[, 3]) ground truth, ``samples`` (S, M, ...) predicted
+    frames, ``recon`` (S, N, ...) context reconstructions, ``mean`` / ``std`` (N+M, ...) over
+    samples, ``psnr`` and ``ssim`` (M,) of the sample mean; ``resized`` (bool),
+    ``resize_reason`` (str), ``source_size`` (H, W), ``context`` (N). (H', W') = (H, W) unless
+    the longer side exceeds video_data.MAX_SIDE."""
     import numpy as np
 
-    from engine.fsde.video_data import from_channels, psnr, ssim, to_channels
+    from engine.fsde.video_data import MAX_SIDE, fit_native, from_channels, psnr, ssim, to_channels
 
     if context < 3:
         raise ValueError("the context needs at least 3 frames")
-    truth = np.asarray(frames[: context + horizon], np.float32)
+    raw = np.asarray(frames)[: context + horizon]
+    source = tuple(int(v) for v in raw.shape[1:3])
+    truth, resized, reason = fit_native(raw, MAX_SIDE, color=model.config["channels"] == 3)
     x = torch.from_numpy(to_channels(truth[:context]))[None]
     torch.manual_seed(seed)
     probs = model.forecast(x, horizon, samples)[:, 0].cpu().numpy()  # (S, N+M, C, H, W)
@@ -245,4 +359,5 @@ def predict_clip(model: VideoSDE, frames, context: int, horizon: int, samples: i
     mean = probs.mean(0)
     return {"frames": truth, "samples": probs[:, context:], "recon": probs[:, :context],
             "mean": mean, "std": probs.std(0), "psnr": psnr(mean[context:], truth[context:]),
-            "ssim": ssim(mean[context:], truth[context:])}
+            "ssim": ssim(mean[context:], truth[context:]), "resized": bool(resized),
+            "resize_reason": reason, "source_size": source, "context": int(context)}

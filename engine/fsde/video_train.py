@@ -16,11 +16,11 @@ import numpy as np
 from engine.jobs import CancelToken, InputError, Progress
 
 DEFAULT_TRAIN = {
-    "steps": 3000,
-    "batch_size": 16,
-    "lr": 2e-3,
+    "steps": 400,
+    "batch_size": 8,
+    "lr": 0.02,
     "seed": 0,
-    "n_digits": 1,  # moving digits: 1 or 2
+    "n_digits": 0,  # moving digits: 1, 2, or 0 = half the batch with one digit, half with two
     "checkpoint_every": 200,  # steps
     "grad_clip": 10.0,
 }
@@ -30,12 +30,11 @@ MOVING_DIGITS = "moving-digits"
 # allowed values per setting: (type, check, what the check means)
 _INT, _FLOAT, _BOOL, _STR = "an integer", "a number", "true or false", "a string"
 MODEL_RULES = {
-    "size": (_INT, lambda v: v >= 8 and v % 8 == 0, "a multiple of 8 (at least 8)"),
+    "size": (_INT, lambda v: v in (32, 64), "32 or 64 (the moving-digit frame side)"),
     "channels": (_INT, lambda v: v in (1, 3), "1 (grey) or 3 (colour)"),
-    "latent_dim": (_INT, lambda v: v >= 1, "at least 1"),
-    "content_dim": (_INT, lambda v: v >= 1, "at least 1"),
-    "feat_dim": (_INT, lambda v: v >= 1, "at least 1"),
-    "hidden": (_INT, lambda v: v >= 1, "at least 1"),
+    "slots": (_INT, lambda v: v in (1, 2), "1 or 2"),
+    "glimpse": (_FLOAT, lambda v: 0.05 <= v <= 1, "between 0.05 and 1"),
+    "residual": (_INT, lambda v: v >= 0, "at least 0"),
     "K": (_INT, lambda v: v >= 2, "at least 2 (use brownian = true for Brownian motion)"),
     "kind": (_STR, lambda v: v in ("I", "II"), '"I" or "II"'),
     "hurst": (_FLOAT, lambda v: 0 < v < 1, "strictly between 0 and 1"),
@@ -52,7 +51,7 @@ TRAIN_RULES = {
     "batch_size": (_INT, lambda v: v >= 1, "at least 1"),
     "lr": (_FLOAT, lambda v: 0 < v < float("inf"), "a positive finite number"),
     "seed": (_INT, lambda v: v >= 0, "at least 0"),
-    "n_digits": (_INT, lambda v: v in (1, 2), "1 or 2"),
+    "n_digits": (_INT, lambda v: v in (0, 1, 2), "1, 2 or 0 (a mix)"),
     "checkpoint_every": (_INT, lambda v: v >= 1, "at least 1"),
     "grad_clip": (_FLOAT, lambda v: 0 < v < float("inf"), "a positive finite number"),
 }
@@ -114,20 +113,21 @@ class ClipSource:
     """Batches (B, L, C, H, W) float32 for step ``i``: deterministic in (seed, i)."""
 
     def __init__(self, data: str | Path, cfg: dict, train: dict):
-        from engine.fsde.video_data import load_video, to_channels, windows
+        from engine.fsde.video_data import load_video_info, to_channels, windows
 
         self.cfg, self.train = cfg, train
         self.length = cfg["context"] + cfg["horizon"]
         self.video = None
-        if str(data) != MOVING_DIGITS:
-            frames = load_video(data, size=cfg["size"], color=cfg["channels"] == 3,
-                                min_frames=self.length)
+        self.resize_reason = ""
+        if str(data) != MOVING_DIGITS:  # the video's own resolution (at most MAX_SIDE)
+            frames, _, self.resize_reason = load_video_info(
+                data, color=cfg["channels"] == 3, min_frames=self.length)
+            if min(frames.shape[1:3]) < 16:
+                raise InputError(f"The video '{data}' is {frames.shape[1]} x "
+                                 f"{frames.shape[2]} pixels; at least 16 x 16 are needed.")
             self.video = to_channels(windows(frames, self.length))  # (n, L, C, H, W)
         elif cfg["channels"] != 1:
             raise InputError("Moving digits are grayscale: set channels = 1 in the config.")
-        elif cfg["size"] not in (32, 64):
-            raise InputError(f"Moving digits come in sizes 32 and 64, not {cfg['size']}: set "
-                             f"size in the config.")
 
     def batch(self, step: int) -> np.ndarray:
         from engine.fsde.video_data import moving_digits, to_channels
@@ -135,8 +135,13 @@ class ClipSource:
         seed = self.train["seed"] * 1_000_003 + step
         B = self.train["batch_size"]
         if self.video is None:
-            clips = moving_digits(B, self.length, self.cfg["size"], self.train["n_digits"],
-                                  seed=seed, split="train").frames
+            n, size = self.train["n_digits"], self.cfg["size"]
+            if n:
+                clips = moving_digits(B, self.length, size, n, seed=seed, split="train").frames
+            else:  # a mix: the first half one digit, the rest two
+                clips = np.concatenate([
+                    moving_digits((B + 1) // 2, self.length, size, 1, seed=seed).frames,
+                    moving_digits(B // 2, self.length, size, 2, seed=seed).frames])
             return to_channels(clips)
         idx = np.random.default_rng(seed).integers(0, len(self.video), B)
         return self.video[idx]
@@ -147,11 +152,12 @@ def save_checkpoint(path: Path, model, opt, step: int, train: dict, history: dic
     """Atomically write config, weights, optimiser state, step and history (plain types)."""
     from db.atomic import atomic_write
     from engine._torch import torch
+    from engine.fsde.video_model import KIND
 
     blob = {"config": dict(model.config), "train": dict(train), "state_dict": model.state_dict(),
             "optimizer": opt.state_dict() if opt is not None else {}, "step": int(step),
             "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-            "done": bool(done), "kind": "fsde-video"}
+            "done": bool(done), "kind": KIND}
     with atomic_write(path, "wb") as f:
         torch.save(blob, f)
 
@@ -159,6 +165,7 @@ def save_checkpoint(path: Path, model, opt, step: int, train: dict, history: dic
 def _load_resume(path: Path, cfg: dict, train: dict) -> dict | None:
     """A checkpoint at ``path`` with the same model config and training settings, or None."""
     from engine._torch import torch
+    from engine.fsde.video_model import KIND, OLD_KINDS
 
     if not path.is_file():
         return None
@@ -167,7 +174,10 @@ def _load_resume(path: Path, cfg: dict, train: dict) -> dict | None:
     except Exception:
         raise InputError(f"The output '{path}' exists but is not a readable checkpoint; "
                          f"remove it or choose another --out.") from None
-    if blob.get("kind") != "fsde-video" or blob.get("config") != cfg:
+    if isinstance(blob, dict) and blob.get("kind") in OLD_KINDS:
+        raise InputError(f"The output '{path}' holds a model of an older format; remove it or "
+                         f"choose another --out.")
+    if not isinstance(blob, dict) or blob.get("kind") != KIND or blob.get("config") != cfg:
         raise InputError(f"The output '{path}' holds a different model; remove it or choose "
                          f"another --out.")
     same = {k: v for k, v in blob.get("train", {}).items() if k != "steps"} == \

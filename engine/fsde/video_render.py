@@ -1,0 +1,218 @@
+"""What and where for the video model: object detection, tracking, glimpses and rendering.
+
+Coordinates: a position is the centre of an object in *normalised* frame coordinates
+(row / H, column / W), continuous (pixel i covers [i, i + 1)), so (0.5, 0.5) is the frame's
+centre. Objects live between walls at ``margin`` = half a glimpse from each edge; latent
+positions are unfolded (any real number) and :func:`fold` reflects them into
+[margin, 1 - margin], which is how a digit bounces off a wall.
+
+* :func:`detect` (no gradient): the two strongest blobs of ink (Gaussian-blurred frame minus
+  background, sub-pixel peak by a quadratic fit; the second after removing the first's glimpse).
+* :func:`track`: consistent slot identities over a clip (constant-velocity prediction and
+  nearest assignment); a second slot is "born" when a second object is seen.
+* :func:`crop` / :func:`render`: glimpses (B, S, C, g, g) cut at positions and drawn back at
+  other positions with ``affine_grid`` / ``grid_sample`` (differentiable in the positions),
+  composited with a pixelwise maximum over slots and the background.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine._torch import torch
+
+F = torch.nn.functional
+SECOND_PEAK = 0.25  # a second object needs at least this fraction of the first one's ink peak
+
+
+def glimpse_px(height: int, width: int, frac: float) -> int:
+    """Glimpse side in pixels: ``frac`` of the shorter frame side, at least 4."""
+    return max(4, int(round(frac * min(height, width))))
+
+
+def margins(height: int, width: int, g: int, device=None) -> "torch.Tensor":
+    """Wall margins (row, col) in normalised units: half a glimpse. (2,)"""
+    return torch.tensor([g / 2 / height, g / 2 / width], dtype=torch.float32, device=device)
+
+
+def fold(p: "torch.Tensor", m: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Reflect unfolded positions p (..., 2) into [m, 1 - m] (triangle wave): -> (folded,
+    sign) where sign (..., 2) is d folded / d p = +-1."""
+    span = (1 - 2 * m).clamp_min(1e-3)
+    z = torch.remainder(p - m, 2 * span)
+    return m + span - (z - span).abs(), torch.where(z < span, 1.0, -1.0).to(p.dtype)
+
+
+def _gauss_kernel(sigma: float) -> "torch.Tensor":
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+@torch.no_grad()
+def detect(ink: "torch.Tensor", g: int, n: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` (1 or 2) objects per frame. ink (F, H, W) >= 0 (grey, background removed)
+    -> positions (F, n, 2) normalised (row, col), valid (F, n) bool.
+
+    The first object is the peak of the Gaussian-blurred ink (sigma g / 6); the ink within 0.4 g
+    of it is then removed and the second object is the peak of what is left, valid when at
+    least ``SECOND_PEAK`` of the first peak."""
+    Fn, H, W = ink.shape
+    k = _gauss_kernel(max(1.0, g / 6))
+    r = len(k) // 2
+
+    def blur(a):
+        a = F.conv2d(F.pad(a[:, None], (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(a, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))[:, 0]
+
+    pos = np.zeros((Fn, n, 2), np.float32)
+    valid = np.zeros((Fn, n), bool)
+    rows = torch.arange(H).view(1, H, 1)
+    cols = torch.arange(W).view(1, 1, W)
+    top = None
+    for j in range(n):
+        heat = blur(ink)
+        val, idx = heat.reshape(Fn, -1).max(1)
+        ri, ci = idx // W, idx % W
+        pr = ri.float() + 0.5 + _subpixel(heat, ri, ci, H, axis=0)
+        pc = ci.float() + 0.5 + _subpixel(heat, ri, ci, W, axis=1)
+        pos[:, j, 0], pos[:, j, 1] = (pr / H).numpy(), (pc / W).numpy()
+        if j == 0:
+            top = val
+            valid[:, 0] = (val > 1e-4).numpy()
+        else:
+            valid[:, j] = ((val >= SECOND_PEAK * top) & (top > 1e-4)).numpy()
+        near = (((rows - ri.view(-1, 1, 1)).abs() <= 0.4 * g)
+                & ((cols - ci.view(-1, 1, 1)).abs() <= 0.4 * g))
+        ink = ink.masked_fill(near, 0.0)
+    return pos, valid
+
+
+def _subpixel(heat, ri, ci, size, axis):
+    """Quadratic-fit offset in (-0.5, 0.5) of the peak along ``axis``."""
+    i = torch.arange(len(ri))
+    lo = (ri if axis == 0 else ci) - 1
+    hi = lo + 2
+    lo, hi = lo.clamp(0, size - 1), hi.clamp(0, size - 1)
+    c = heat[i, ri, ci]
+    a = heat[i, lo, ci] if axis == 0 else heat[i, ri, lo]
+    b = heat[i, hi, ci] if axis == 0 else heat[i, ri, hi]
+    den = a - 2 * c + b
+    off = torch.where(den < -1e-12, 0.5 * (a - b) / den.clamp(max=-1e-12), torch.zeros_like(c))
+    return off.clamp(-0.5, 0.5)
+
+
+def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2) -> tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """Slot tracks over one clip from detections pos (L, n, 2), valid (L, n).
+
+    Returns obs (L, slots, 2) (a coasted prediction where a slot was not seen), seen
+    (L, slots) bool, born (slots,) bool (a second slot is born at the first frame with two
+    detections; before that it follows slot 0)."""
+    L = len(pos)
+    obs = np.zeros((L, slots, 2), np.float32)
+    seen = np.zeros((L, slots), bool)
+    born = np.zeros(slots, bool)
+    cur = np.full((slots, 2), 0.5, np.float32)
+    vel = np.zeros((slots, 2), np.float32)
+    for t in range(L):
+        dets = [pos[t, j] for j in range(pos.shape[1]) if valid[t, j]]
+        pred = cur + vel
+        if slots == 2 and not born[1]:
+            pred[1] = pred[0]
+        assign: dict[int, np.ndarray] = {}
+        if len(dets) == 1 or (dets and slots == 1):
+            d = dets[0] if len(dets) == 1 else min(dets, key=lambda q: np.sum((q - pred[0]) ** 2))
+            if slots == 1 or not born[1]:
+                assign[0] = d
+            else:
+                assign[int(np.argmin(((pred - d) ** 2).sum(1)))] = d
+        elif len(dets) >= 2 and slots == 2:
+            a, b = dets[0], dets[1]
+            if not born[1]:
+                first = a if np.sum((a - pred[0]) ** 2) <= np.sum((b - pred[0]) ** 2) else b
+                other = b if first is a else a
+                assign = {0: first, 1: other}
+                born[1] = True
+            else:
+                keep = np.sum((pred[0] - a) ** 2) + np.sum((pred[1] - b) ** 2)
+                swap = np.sum((pred[0] - b) ** 2) + np.sum((pred[1] - a) ** 2)
+                assign = {0: a, 1: b} if keep <= swap else {0: b, 1: a}
+        if dets:
+            born[0] = True
+        for s in range(slots):
+            if s in assign:
+                new = assign[s]
+                if t > 0 and seen[t - 1, s]:
+                    vel[s] = new - cur[s]
+                cur[s], seen[t, s] = new, True
+            else:
+                cur[s] = pred[s]
+        if slots == 2 and not born[1]:
+            cur[1], vel[1] = cur[0], vel[0]
+        obs[t] = cur
+    return obs, seen, born
+
+
+def smooth_track(obs: np.ndarray, height: int, width: int, jump_px: float = 0.75) -> np.ndarray:
+    """Piecewise-straight version of a slot track obs (L, 2) (normalised): the frame-to-frame
+    displacements are cut into runs that stay within ``jump_px`` pixels per frame of their
+    run's mean (a bounce starts a new run), and the positions of each run are replaced by a
+    least-squares straight line, which removes the detection jitter. -> (L, 2)."""
+    L = len(obs)
+    if L < 3:
+        return obs.copy()
+    scale = np.array([height, width], np.float32)
+    px = obs * scale
+    d = np.diff(px, axis=0)
+    runs, start = [], 0
+    for t in range(1, L - 1):
+        if np.abs(d[t] - d[start:t].mean(0)).max() > jump_px:
+            runs.append((start, t))
+            start = t
+    runs.append((start, L - 1))
+    out = px.copy()
+    weight = np.zeros(L, np.float32)
+    acc = np.zeros_like(px)
+    for a, b in runs:  # displacements a..b-1 cover frames a..b
+        t = np.arange(a, b + 1, dtype=np.float32)
+        if len(t) >= 3:
+            A = np.stack([np.ones_like(t), t - t.mean()], 1)
+            coef, *_ = np.linalg.lstsq(A, px[a:b + 1], rcond=None)
+            fit = A @ coef
+        else:
+            fit = px[a:b + 1]
+        acc[a:b + 1] += fit
+        weight[a:b + 1] += 1
+    out = acc / np.maximum(weight, 1)[:, None]
+    return (out / scale).astype(np.float32)
+
+
+def crop(frames: "torch.Tensor", centre: "torch.Tensor", g: int) -> "torch.Tensor":
+    """Glimpses (B, C, g, g) of frames (B, C, H, W) centred at normalised positions (B, 2)."""
+    B, C, H, W = frames.shape
+    theta = torch.zeros(B, 2, 3, dtype=frames.dtype, device=frames.device)
+    theta[:, 0, 0], theta[:, 1, 1] = g / W, g / H
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * centre[:, 1] - 1, 2 * centre[:, 0] - 1
+    grid = F.affine_grid(theta, (B, C, g, g), align_corners=False)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+
+
+def render(glimpses: "torch.Tensor", centre: "torch.Tensor", presence: "torch.Tensor",
+           height: int, width: int) -> "torch.Tensor":
+    """Draw glimpses (B, S, C, g, g) centred at normalised positions (B, S, 2), weighted by
+    presence (B, S) in [0, 1], composited by a maximum over slots: -> (B, C, H, W)."""
+    B, S, C, g = glimpses.shape[:4]
+    c = centre.reshape(B * S, 2)
+    theta = torch.zeros(B * S, 2, 3, dtype=glimpses.dtype, device=glimpses.device)
+    theta[:, 0, 0], theta[:, 1, 1] = width / g, height / g
+    theta[:, 0, 2] = width * (1 - 2 * c[:, 1]) / g
+    theta[:, 1, 2] = height * (1 - 2 * c[:, 0]) / g
+    grid = F.affine_grid(theta, (B * S, C, height, width), align_corners=False)
+    drawn = F.grid_sample(glimpses.reshape(B * S, C, g, g), grid, mode="bilinear",
+                          padding_mode="zeros", align_corners=False)
+    drawn = drawn.view(B, S, C, height, width) * presence.view(B, S, 1, 1, 1)
+    return drawn.max(1).values
