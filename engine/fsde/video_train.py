@@ -8,12 +8,12 @@ context + horizon frames).
 from __future__ import annotations
 
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from engine.jobs import CancelToken, InputError, Progress
+from engine.tomlconf import read_toml
 
 DEFAULT_TRAIN = {
     "steps": 400,
@@ -83,15 +83,7 @@ def read_config(path: str | Path | None) -> tuple[dict, dict]:
     if path is None:
         return {}, dict(DEFAULT_TRAIN)
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"The config '{path}' does not exist.") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"The config '{path}' is not valid TOML ({err}).") from None
-    except OSError as err:
-        raise InputError(f"The config '{path}' could not be read ({err.strerror}).") from None
+    raw = read_toml(path)
     for table in ("model", "train"):
         if not isinstance(raw.get(table, {}), dict):
             raise InputError(f"The config '{path}' must have [{table}] as a table.")

@@ -104,7 +104,7 @@ def render_text(estimate) -> tuple[bytes, bytes]:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
     w.writerow(csv_row(d))
-    return (json.dumps(d, indent=2) + "\n").encode(), buf.getvalue().encode()
+    return (json.dumps(d, indent=2, allow_nan=False) + "\n").encode(), buf.getvalue().encode()
 
 
 def render_nifti(estimate, shape=None, affine=None) -> tuple[bytes, bytes]:

@@ -202,28 +202,56 @@ def batch_names(requests: list[FitRequest]) -> list[str]:
 def fit_batch(db, requests: list[FitRequest], outdir, *, prepare=None, progress=None,
               cancel=None, on_result: Callable | None = None) -> list[dict]:
     """Fit every request into ``outdir/<name>/``; a request that fails with bad input is
-    reported and the rest continue, one after the other (read-ahead / write-behind threads and
-    two worker processes were both tried and not faster on the busy 2-core machine). Writes
-    ``outdir/summary.csv`` (one row per input: input, status ok / failed, message, and the
-    estimate's CSV fields). ``on_result(i, row)`` is called after each input. Returns the
+    reported and the rest continue. Pipelined on two threads beside the fit (which keeps the
+    database on this thread): the next input is read while one is fitted, and each result is
+    rendered and written while the next is fitted (zlib, nibabel and scipy release the GIL).
+    Writes ``outdir/summary.csv`` (one row per input: input, status ok / failed, message, and
+    the estimate's CSV fields). ``on_result(i, row)`` is called after each input. Returns the
     summary rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from db.atomic import write_bytes
     from engine.tumor.export import CSV_FIELDS, check_outdir
 
     progress = progress or Progress()
     cancel = cancel or CancelToken()
     out = check_outdir(outdir)
-    rows = []
+    prepare = prepare or default_prepare
     n = max(1, len(requests))
     names = batch_names(requests)
-    results = (_fit_row(db, req, out / name, progress.sub(i / n, (i + 1) / n), cancel, prepare)
-               for i, (req, name) in enumerate(zip(requests, names)))
-    for i, (req, (fields, message)) in enumerate(zip(requests, results)):
-        row = {"input": req.name, "status": "ok" if fields else "failed", "message": message}
+    rows: list[dict] = [{} for _ in requests]
+
+    def finish(i: int, outcome) -> None:
+        fields, message = outcome
+        row = {"input": requests[i].name, "status": "ok" if fields else "failed",
+               "message": message}
         row.update(fields or {})
-        rows.append(row)
+        rows[i] = row
         if on_result is not None:
             on_result(i, row)
+
+    with ThreadPoolExecutor(2) as pool:
+        def read(i):
+            return pool.submit(prepare, requests[i], Progress(), cancel)
+
+        ahead = read(0) if requests else None
+        writing: list = []
+        for i, (req, name) in enumerate(zip(requests, names)):
+            cancel.check()
+            current, ahead = ahead, (read(i + 1) if i + 1 < len(requests) else None)
+            try:
+                res = fit(db, req, prepare=prepare, render=False, cancel=cancel,
+                          progress=progress.sub(i / n, (i + 1) / n), prepared=current)
+            except InputError as err:
+                finish(i, (None, str(err)))
+                continue
+            writing.append((i, pool.submit(_render_and_write, res, current.result(),
+                                           out / name)))
+            while writing and writing[0][1].done():
+                j, fut = writing.pop(0)
+                finish(j, _outcome(fut))
+        for j, fut in writing:
+            finish(j, _outcome(fut))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS + CSV_FIELDS, lineterminator="\n",
                        restval="")
@@ -234,17 +262,29 @@ def fit_batch(db, requests: list[FitRequest], outdir, *, prepare=None, progress=
     return rows
 
 
-def _fit_row(db, req, folder, progress, cancel, prepare=None) -> tuple[dict | None, str]:
-    """One batch input -> (estimate.csv fields, warnings) or (None, the InputError sentence)."""
-    from engine.tumor.export import csv_row
+def _render_and_write(res: FitResult, prep: Prepared, folder) -> tuple[dict, str]:
+    """Render the files of a fit made with render=False, write them -> (CSV fields, warnings)."""
+    from engine.tumor.export import csv_row, render as render_files
 
-    cancel.check()
+    est = res.estimate
+    t = time.perf_counter()
+
+    def stamp() -> None:
+        est.timings_s["render"] = time.perf_counter() - t
+        est.timings_s["total"] = est.timings_s.get("total", 0.0) + est.timings_s["render"]
+
+    files = render_files(est, before_text=stamp)
+    files.update(prep.extra_files(est) if prep.extra_files is not None else {})
+    write(FitResult(est, files), folder)
+    return csv_row(est.to_dict()), " ".join(est.warnings)
+
+
+def _outcome(fut) -> tuple[dict | None, str]:
+    """A write-behind future -> (CSV fields, warnings), or (None, the InputError sentence)."""
     try:
-        res, _ = fit_to_folder(db, req, folder, prepare=prepare, progress=progress,
-                               cancel=cancel)
+        return fut.result()
     except InputError as err:
         return None, str(err)
-    return csv_row(res.estimate.to_dict()), " ".join(res.estimate.warnings)
 
 
 def process_age_s() -> float | None:
