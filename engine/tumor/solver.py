@@ -206,9 +206,11 @@ def integrate(anatomy, lambda_mm, origin_vox, taus, on_snapshot, *, reaction: fl
 
 def _loop_numpy(A, coef, reaction, n, step, u, anatomy, brain_idx, compact, on_snapshot,
                 progress, cancel) -> None:
-    """The time loop in numpy / scipy.sparse (same scheme and step schedule as _loop)."""
-    B, S = n.shape
+    """The scipy.sparse backend of :func:`integrate` (same scheme and schedule as torch)."""
+    B = n.shape[0]
     r = np.float32(reaction)
+    nvox = int(np.prod(anatomy.shape))
+    state = {"u": u}
 
     def rhs(u, coef):
         d = A @ u
@@ -221,30 +223,50 @@ def _loop_numpy(A, coef, reaction, n, step, u, anatomy, brain_idx, compact, on_s
             d += t
         return d
 
-    nvox = int(np.prod(anatomy.shape))
+    def advance(n_s, st, k) -> None:
+        """One SSP-RK2 step of the members with n_s > k (the others cost nothing)."""
+        u = state["u"]
+        cols = np.flatnonzero(n_s > k)
+        full = len(cols) == B
+        w, dt, c = (u, st.astype(np.float32).reshape(1, B), coef) if full else \
+            (u[:, cols], st[cols].astype(np.float32).reshape(1, -1), coef[:, cols])
+        v = rhs(w, c)                      # SSP-RK2: v = w + dt f(w)
+        v *= dt
+        v += w
+        f = rhs(v, c)                      # w <- (w + v + dt f(v)) / 2
+        f *= dt
+        f += v
+        f += w
+        f *= np.float32(0.5)
+        if full:
+            state["u"] = f
+        else:
+            u[:, cols] = f
+
+    def view():
+        u = state["u"]
+        if compact:
+            return u.T
+        full = np.zeros((B, nvox), dtype=np.float32)
+        full[:, brain_idx] = u.T
+        return full.reshape((B,) + tuple(anatomy.shape))
+
+    _run_schedule(n, step, advance, view, on_snapshot, progress, cancel)
+
+
+def _run_schedule(n, step, advance, view, on_snapshot, progress, cancel) -> None:
+    """The time loop shared by both backends: per snapshot interval s, ``advance(n_s, st, k)``
+    takes step k of every active member (n_s (B,) step counts, st (B,) step sizes, 0 for
+    stopped members); then ``on_snapshot(s, view())`` may stop members."""
+    B, S = n.shape
     active = np.ones(B, dtype=bool)
     total = max(1, int(n.max(axis=0).sum()))
     done_steps = 0
     for s in range(S):
         n_s = np.where(active, n[:, s], 0)
-        st = np.where(active, step[:, s], 0.0).astype(np.float32)
+        st = np.where(active, step[:, s], 0.0)
         for k in range(int(n_s.max(initial=0))):
-            cols = np.flatnonzero(n_s > k)       # only members still stepping cost anything
-            full = len(cols) == B
-            w, dt, c = (u, st.reshape(1, B), coef) if full else \
-                (u[:, cols], st[cols].reshape(1, -1), coef[:, cols])
-            v = rhs(w, c)                      # SSP-RK2: v = w + dt f(w)
-            v *= dt
-            v += w
-            f = rhs(v, c)                      # w <- (w + v + dt f(v)) / 2
-            f *= dt
-            f += v
-            f += w
-            f *= np.float32(0.5)
-            if full:
-                u = f
-            else:
-                u[:, cols] = f
+            advance(n_s, st, k)
             if (k & 31) == 31:
                 if cancel is not None:
                     cancel.check()
@@ -253,13 +275,9 @@ def _loop_numpy(A, coef, reaction, n, step, u, anatomy, brain_idx, compact, on_s
         done_steps += int(n[:, s].max())
         if cancel is not None:
             cancel.check()
-        if compact:
-            view = u.T
-        else:
-            view = np.zeros((B, nvox), dtype=np.float32)
-            view[:, brain_idx] = u.T
-            view = view.reshape((B,) + tuple(anatomy.shape))
-        stop = on_snapshot(s, view)
+        if progress is not None:
+            progress.update(done_steps / total)
+        stop = on_snapshot(s, view())
         if stop is not None:
             active &= ~np.asarray(stop, dtype=bool)
             if not active.any():
@@ -294,7 +312,23 @@ def _integrate_torch(A, coef, reaction, n, step, u, anatomy, brain_idx, compact,
             d.add_(u, alpha=reaction).addcmul_(u, u, value=-reaction)
         return d
 
-    def view(u):
+    state = {"u": u, "g": g}
+
+    def advance(n_s, st, k) -> None:
+        """One SSP-RK2 (Heun) step, v = u + dt f(u); u <- (u + v + dt f(v)) / 2, members with
+        n_s <= k taking dt = 0 (exactly no change)."""
+        if k == 0:                        # a new snapshot interval: its step sizes on device
+            state["steps"] = torch.tensor(st, dtype=torch.float32, device=dev).view(1, B)
+            state["n"] = torch.tensor(n_s, device=dev).view(1, B)
+        steps_t, n_t = state["steps"], state["n"]
+        dt = torch.where(n_t > k, steps_t, torch.zeros_like(steps_t))  # (1, B)
+        u, g = state["u"], state["g"]
+        v = torch.addcmul(u, rhs(u), dt, out=g)
+        v.addcmul_(rhs(v), dt).add_(u).mul_(0.5)
+        state["u"], state["g"] = v, u
+
+    def view():
+        u = state["u"]
         if compact:
             return u.T
         full = torch.zeros((B, nvox), dtype=u.dtype, device=u.device)
@@ -305,47 +339,9 @@ def _integrate_torch(A, coef, reaction, n, step, u, anatomy, brain_idx, compact,
     if dev.type == "cpu" and A.shape[0] * B < SMALL_WORK:
         torch.set_num_threads(1)      # small ops: thread wake-ups cost more than they save
     try:
-        _loop(n, step, u, g, rhs, view, on_snapshot, dev, progress, cancel)
+        _run_schedule(n, step, advance, view, on_snapshot, progress, cancel)
     finally:
         torch.set_num_threads(threads)
-
-
-def _loop(n, step, u, g, rhs, view, on_snapshot, dev, progress, cancel) -> None:
-    """The torch time loop of :func:`integrate` (per-member steps, snapshots, stop requests)."""
-    from engine._torch import torch
-
-    B, S = n.shape
-    active = np.ones(B, dtype=bool)
-    total = max(1, int(n.max(axis=0).sum()))
-    done_steps = 0
-    for s in range(S):
-        n_s = np.where(active, n[:, s], 0)
-        steps_t = torch.tensor(np.where(active, step[:, s], 0.0), dtype=torch.float32,
-                               device=dev).view(1, B)
-        n_t = torch.tensor(n_s, device=dev).view(1, B)
-        for k in range(int(n_s.max(initial=0))):
-            dt = torch.where(n_t > k, steps_t, torch.zeros_like(steps_t))  # (1, B)
-            # SSP-RK2 (Heun): v = u + dt f(u); u <- (u + v + dt f(v)) / 2
-            v = torch.addcmul(u, rhs(u), dt, out=g)
-            v.addcmul_(rhs(v), dt).add_(u).mul_(0.5)
-            u, g = v, u
-            if (k & 31) == 31:
-                if cancel is not None:
-                    cancel.check()
-                if progress is not None:
-                    progress.update((done_steps + k + 1) / total)
-        done_steps += int(n[:, s].max())
-        if cancel is not None:
-            cancel.check()
-        if progress is not None:
-            progress.update(done_steps / total)
-        stop = on_snapshot(s, view(u))
-        if stop is not None:
-            active &= ~np.asarray(stop, dtype=bool)
-            if not active.any():
-                break
-    if progress is not None:
-        progress.update(1.0)
 
 
 def simulate(anatomy, lambda_mm, origin_vox, taus, *, device=None, progress=None,
