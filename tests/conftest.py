@@ -28,3 +28,15 @@ def run_main(*args, cwd=None, timeout=600, env=None):
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)],
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
+
+
+@pytest.fixture(scope="session")
+def tiny_db_dir(tmp_path_factory):
+    """One `tiny` tumor database (8 mm, seed 0) for every test that only reads it."""
+    from engine.jobs import CancelToken, Progress
+    from engine.tumor.database import build_database
+
+    path = tmp_path_factory.mktemp("tinydb") / "db"
+    build_database(path, preset="tiny", seed=0, workers=1, progress=Progress(),
+                   cancel=CancelToken())
+    return path

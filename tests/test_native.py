@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from conftest import run_main
-from engine.jobs import CancelToken, Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "native_demo"
@@ -18,13 +17,8 @@ FAST = ["--reg-level", "4"]
 
 
 @pytest.fixture(scope="module")
-def db_dir(tmp_path_factory):
-    from engine.tumor.database import build_database
-
-    path = tmp_path_factory.mktemp("tinydb") / "db"
-    build_database(path, preset="tiny", seed=0, workers=1, progress=Progress(),
-                   cancel=CancelToken())
-    return path
+def db_dir(tiny_db_dir):
+    return tiny_db_dir
 
 
 @pytest.fixture(scope="module")

@@ -152,14 +152,8 @@ def _save(path, data, affine):
 
 
 @pytest.fixture(scope="module")
-def tiny_db(tmp_path_factory):
-    from engine.jobs import CancelToken, Progress
-    from engine.tumor.database import build_database
-
-    db_dir = tmp_path_factory.mktemp("tinydb") / "db"
-    build_database(db_dir, preset="tiny", seed=0, workers=1, progress=Progress(),
-                   cancel=CancelToken())
-    return db_dir
+def tiny_db(tiny_db_dir):
+    return tiny_db_dir
 
 
 def test_panels_take_explicit_dependencies_and_fit_end_to_end(qtbot, tiny_db, tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import run_main
 
-from engine.jobs import CancelToken, InputError, Progress
+from engine.jobs import CancelToken, InputError
 from engine.tumor import inverse, synthetic
-from engine.tumor.database import TumorDatabase, build_database, lambda_range
+from engine.tumor.database import TumorDatabase, lambda_range
 from engine.tumor.export import CSV_FIELDS, FILES
 from engine.tumor.params import THRESHOLDS
 
@@ -24,11 +24,8 @@ JSON_FIELDS = ("mu1_cm", "mu2", "Dw_cm2_per_day", "rho_per_day", "T_days", "orig
 
 
 @pytest.fixture(scope="module")
-def db_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tinydb") / "db"
-    build_database(path, preset="tiny", seed=0, workers=1, progress=Progress(),
-                   cancel=CancelToken())
-    return path
+def db_dir(tiny_db_dir):
+    return tiny_db_dir
 
 
 @pytest.fixture(scope="module")
