@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Video benchmark of the latent fractional-SDE "what/where" model on held-out Stochastic Moving
-Digits at 64 x 64 (one digit and two digits; held-out MNIST digits 4000..4999), conditioning
-on N = 10 frames and predicting M = 10, 8 samples.
+"""Video benchmark of the latent fractional-SDE "what/where" model on held-out moving digits
+at 64 x 64 (one digit and two digits; held-out MNIST digits 4000..4999; at a wall a digit
+draws a new random velocity as in training ("random bounce") or keeps its mirrored velocity
+as in the original Moving MNIST ("reflect bounce")), conditioning on N = 10 frames and
+predicting M = 10, 8 samples.
 
 Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
 best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
@@ -10,7 +12,8 @@ mean of the context frames; the learned H; training wall and CPU time. ``--seeds
 three seeds of both models and reports their spread.
 
     .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
-        [--demo] [--model NAME=PATH ...] [--workdir DIR] [--json OUT.json]
+        [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both] [--workdir DIR]
+        [--json OUT.json]
 
 ``--seeds 0 --demo --model "Brownian=B.pt"`` scores trained models only (no training).
 
@@ -87,13 +90,14 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
 
 
 def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Path,
-        demo: bool, extra: list[str] = ()) -> dict:
+        demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",)) -> dict:
     from engine.fsde.video_data import moving_digits
 
-    sets = {d: moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
-                             split="test").frames for d in (1, 2)}
+    sets = {f"{d} digit{'s' if d > 1 else ''}, {b} bounce":
+            moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d, split="test",
+                          bounce=b).frames for b in bounces for d in (1, 2)}
     res: dict = {"steps": steps, "batch": batch, "lr": lr, "clips": n_clips, "seeds": seeds,
-                 "threads": int(os.environ["WORKBENCH_THREADS"]), "rows": {1: {}, 2: {}},
+                 "threads": int(os.environ["WORKBENCH_THREADS"]), "rows": {d: {} for d in sets},
                  "models": {}}
     for d, clips in sets.items():
         for name, pred in baselines(clips).items():
@@ -125,7 +129,7 @@ def _line(name: str, v: np.ndarray, fmt: str) -> str:
 
 
 def print_report(res: dict) -> None:
-    print(f"\nHeld-out Stochastic Moving Digits {SIZE}x{SIZE}, {res['clips']} clips per row set, "
+    print(f"\nHeld-out moving digits {SIZE}x{SIZE}, {res['clips']} clips per row set, "
           f"context {N_CONTEXT}, horizon {HORIZON}, {SAMPLES} samples; trained models: "
           f"{res['steps']} steps x batch {res['batch']} (mixed 1/2 digits), lr {res['lr']}, "
           f"{res['threads']} thread(s)")
@@ -134,12 +138,12 @@ def print_report(res: dict) -> None:
         for metric, fmt in (("psnr", "7.2f"), ("ssim", "7.3f"), ("best", "7.2f")):
             title = {"psnr": "PSNR of the sample mean (dB)", "ssim": "SSIM of the sample mean",
                      "best": "best-of-samples PSNR (dB)"}[metric]
-            print(f"\n{d} digit(s): {title}\n{head}")
+            print(f"\n{d}: {title}\n{head}")
             for name, r in rows.items():
                 if metric in r:
                     print(_line(name, r[metric], fmt))
         best = np.max([rows[b]["psnr"] for b in BASELINES], axis=0)
-        print(f"\n{d} digit(s): checks against the best baseline per frame")
+        print(f"\n{d}: checks against the best baseline per frame")
         for name, r in rows.items():
             if name in BASELINES:
                 continue
@@ -160,7 +164,7 @@ def print_report(res: dict) -> None:
                 vals = [r for n, r in rows.items() if n.startswith(kind + " seed")]
                 p = [float(np.mean(r["psnr"])) for r in vals]
                 s = [float(np.mean(r["ssim"])) for r in vals]
-                print(f"  {kind:<10} {d} digit(s): PSNR {np.mean(p):.2f} +- {np.std(p):.2f} dB, "
+                print(f"  {kind:<10} {d}: PSNR {np.mean(p):.2f} +- {np.std(p):.2f} dB, "
                       f"SSIM {np.mean(s):.3f} +- {np.std(s):.3f}")
             hs = [m["hurst"] for n, m in res["models"].items() if n.startswith(kind + " seed")]
             print(f"  {kind:<10} H: {np.mean(hs):.3f} +- {np.std(hs):.3f}")
@@ -176,12 +180,16 @@ def main() -> int:
     ap.add_argument("--demo", action="store_true", help="also score the bundled demo model")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="also score this trained model (repeatable)")
+    ap.add_argument("--bounce", choices=("random", "reflect", "both"), default="both",
+                    help="held-out clips whose digits draw a new velocity at a wall (random, "
+                         "as in training), keep it mirrored (reflect), or both row sets")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="fsde_video_bench_"))
     work.mkdir(parents=True, exist_ok=True)
-    res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model)
+    bounces = ("random", "reflect") if a.bounce == "both" else (a.bounce,)
+    res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces)
     print_report(res)
     if a.json:
         from db.atomic import write_json

@@ -95,14 +95,16 @@ class LatentFractionalSDE(nn.Module):
             self.raw_hurst = nn.Parameter(raw)
         else:
             self.register_buffer("raw_hurst", raw)
+        self.freeze_hurst = False  # a caller can stop H's gradient for one pass
         self.drift = drift if drift is not None else default_drift(self.dim)
         self.diffusion = diffusion if diffusion is not None else ConstantDiffusion(self.dim)
 
     # ------------------------------------------------------------------ MA-fBM
     @property
     def hurst(self) -> torch.Tensor:
-        """H = sigmoid(raw_hurst): 0-d tensor."""
-        return torch.sigmoid(self.raw_hurst)
+        """H = sigmoid(raw_hurst): 0-d tensor (no gradient while ``freeze_hurst`` is set)."""
+        raw = self.raw_hurst
+        return torch.sigmoid(raw.detach() if self.freeze_hurst else raw)
 
     def omega(self) -> torch.Tensor:
         """(K,) optimal weights on [0, T] for the current H (float64 maths, cast to the

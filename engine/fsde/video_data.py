@@ -49,12 +49,14 @@ class DigitClips:
 
 
 def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 1,
-                  seed: int = 0, split: str = "train") -> DigitClips:
+                  seed: int = 0, split: str = "train", bounce: str = "random") -> DigitClips:
     """Generate ``n_videos`` Stochastic Moving Digits clips of ``n_frames`` frames.
 
     Each digit starts at a uniform position with a random direction and a speed in
     ``SPEED_RANGE`` (frame widths per frame); when the next step would leave the frame it is
-    reflected at the wall and a new random velocity pointing inward is drawn. Digits are drawn
+    reflected at the wall and, with ``bounce="random"``, a new random velocity pointing inward
+    is drawn (``bounce="reflect"``: the velocity is mirrored, as in the original Moving MNIST of
+    Srivastava et al. 2015, so the whole clip follows from its first frames). Digits are drawn
     at sub-pixel positions (bilinear) and composited with a pixelwise maximum. ``split`` picks
     the digit pool ("train" or "test").
     """
@@ -62,6 +64,8 @@ def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 
         raise ValueError(f"moving digits come in sizes 32 and 64, not {size}")
     if n_digits not in (1, 2):
         raise ValueError(f"moving digits have 1 or 2 digits, not {n_digits}")
+    if bounce not in ("random", "reflect"):
+        raise ValueError(f"bounce is 'random' or 'reflect', not {bounce!r}")
     from engine._cv2 import cv2
 
     images, _ = mnist_digits()
@@ -104,7 +108,10 @@ def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 
                     nxt = np.clip(nxt, 0, lim)
                     sr = (1.0 if pos[k, 0] + vel[k, 0] < 0 else -1.0) if hit_r else 0.0
                     sc = (1.0 if pos[k, 1] + vel[k, 1] < 0 else -1.0) if hit_c else 0.0
-                    vel[k] = velocity(sr, sc)
+                    if bounce == "random":
+                        vel[k] = velocity(sr, sc)
+                    else:
+                        vel[k] *= np.where([hit_r, hit_c], -1.0, 1.0)
                 pos[k] = nxt
     np.clip(frames, 0.0, 1.0, out=frames)
     return DigitClips(frames, positions, bounces)
