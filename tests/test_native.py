@@ -101,6 +101,23 @@ def test_brats_folder_is_found_and_t1_is_picked(tmp_path):
     assert load_patient(old).modality == "t1c"
 
 
+def test_brats_folder_missing_the_scan_or_the_segmentation_says_what_it_found(tmp_path):
+    from engine.imaging.patient import load_patient
+    from engine.jobs import InputError
+
+    only_seg = tmp_path / "BraTS-GLI-00003-000"
+    only_seg.mkdir()
+    shutil.copy(DEMO / "seg.nii.gz", only_seg / "BraTS-GLI-00003-000-seg.nii.gz")
+    with pytest.raises(InputError, match=r"has no scan \(.*found: .*seg") as e:
+        load_patient(only_seg)
+    assert "\n" not in str(e.value)
+    only_scan = tmp_path / "BraTS-GLI-00004-000"
+    only_scan.mkdir()
+    shutil.copy(DEMO / "scan_t1.nii.gz", only_scan / "BraTS-GLI-00004-000-t2w.nii.gz")
+    with pytest.raises(InputError, match=r"has no segmentation .*found: .*t2w"):
+        load_patient(only_scan)
+
+
 def _seg_on_mni_grid(path, affine=None, code=2):
     lab = np.zeros((197, 233, 189), np.uint8)
     lab[120:135, 110:125, 90:105] = 2
