@@ -26,6 +26,9 @@ from engine.cli import is_progress_line
 
 FEW = settings(max_examples=6, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
+# values a "positive, finite" option must refuse
+NOT_POSITIVE = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]),
+                         st.floats(max_value=0.0, allow_nan=False, allow_infinity=False))
 
 PVRNN_TINY = """seed = 2
 epochs = 2
@@ -397,8 +400,7 @@ def test_tumor_fit_bad_numbers(capfd, corpus, tumor_db, tmp_path, opt, value):
 
 
 @FEW
-@given(days=st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]),
-                      st.floats(max_value=0.0, allow_nan=False, allow_infinity=False)))
+@given(days=NOT_POSITIVE)
 def test_tumor_fit_days_must_be_positive_and_finite(capfd, corpus, tumor_db, tmp_path, days):
     out = fresh(tmp_path, "out")
     assert_bad_input(capfd, ["tumor", "fit", "--db", tumor_db, "--seg", corpus["ok_seg.nii.gz"],
@@ -520,8 +522,7 @@ def test_pvrnn_predict_bad_numbers(capfd, corpus, pvrnn_model, tmp_path, opt, va
 
 
 @FEW
-@given(lr=st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]),
-                    st.floats(max_value=0.0, allow_nan=False, allow_infinity=False)))
+@given(lr=NOT_POSITIVE)
 def test_pvrnn_predict_lr_must_be_positive_and_finite(capfd, corpus, pvrnn_model, tmp_path, lr):
     out = fresh(tmp_path, "pred.npz")
     assert_bad_input(capfd, ["pvrnn", "predict", "--model", pvrnn_model, "--data",
@@ -582,8 +583,7 @@ def test_fsde_hurst_bad_numbers(capfd, corpus, tmp_path, opt, value):
 
 
 @FEW
-@given(dt=st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]),
-                    st.floats(max_value=0.0, allow_nan=False, allow_infinity=False)))
+@given(dt=NOT_POSITIVE)
 def test_fsde_hurst_dt_must_be_positive_and_finite(capfd, corpus, tmp_path, dt):
     out = fresh(tmp_path, "est.json")
     assert_bad_input(capfd, ["fsde", "hurst", "--data", corpus["ok_paths.npy"], "--dt",
@@ -681,8 +681,7 @@ def test_fsde_predict_bad_numbers(capfd, corpus, fsde_model, tmp_path, opt, valu
 
 
 @FEW
-@given(fps=st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]),
-                     st.floats(max_value=0.0, allow_nan=False, allow_infinity=False)))
+@given(fps=NOT_POSITIVE)
 def test_fsde_predict_fps_must_be_positive_and_finite(capfd, corpus, fsde_model, tmp_path, fps):
     out = fresh(tmp_path, "pred.mp4")
     assert_bad_input(capfd, ["fsde", "predict", "--model", fsde_model, "--video",

@@ -31,13 +31,18 @@ def _volume(offset=(0.0, 0.0, 0.0)):
     return from_array(data, affine)
 
 
+def _shown(qtbot, widget):
+    """``widget`` added to qtbot, 700 x 600, shown and exposed."""
+    qtbot.addWidget(widget)
+    widget.resize(700, 600)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
 @pytest.fixture
 def viewer(qtbot):
-    v = OrthoViewer()
-    qtbot.addWidget(v)
-    v.resize(700, 600)
-    v.show()
-    qtbot.waitExposed(v)
+    v = _shown(qtbot, OrthoViewer())
     v.set_volume(_volume())
     QApplication.processEvents()
     return v
@@ -123,11 +128,7 @@ def test_readout_shows_native_ras_file_ijk_and_mni(viewer):
 def test_atlas_check_blends_and_checkerboards(qtbot):
     from gui.workbenches.tumor_atlas import AtlasCheckView, checkerboard, prepare
 
-    view = AtlasCheckView()
-    qtbot.addWidget(view)
-    view.resize(700, 600)
-    view.show()
-    qtbot.waitExposed(view)
+    view = _shown(qtbot, AtlasCheckView())
     template = _volume()
     moved = 100.0 - template.data                # a registered scan unlike the template
     view.set_registration(prepare(moved, template), template)

@@ -339,9 +339,8 @@ class VideoSDE(nn.Module):
                       samples: int = 4) -> "torch.Tensor":
         """Gaussian pixel NLL (per pixel, sigma FORECAST_SIGMA) of the mean of ``samples``
         forecasts from the first ``n_context`` frames against the frames after them: what the
-        workbench shows and the benchmark scores. The ELBO does not pin the prior noise (the
-        posterior control cancels it, so a larger s only makes the path KL cheaper); this term
-        fits the noise scales and H to the forecast."""
+        workbench shows and the benchmark scores; the only term that fits the noise scales and
+        H (see :meth:`elbo`)."""
         B, L = frames.shape[:2]
         xs, _, _ = self._latents(enc, L, n_obs=n_context, samples=samples)
         pred = self.decode(xs[n_context:], enc, samples)  # (samples * B, M, C, H, W)
