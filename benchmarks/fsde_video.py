@@ -2,8 +2,10 @@
 """Video benchmark of the latent fractional-SDE "what/where" model on held-out moving digits
 at 64 x 64 (one digit and two digits; held-out MNIST digits 4000..4999; at a wall a digit
 draws a new random velocity as in training ("random bounce") or keeps its mirrored velocity
-as in the original Moving MNIST ("reflect bounce")), conditioning on N = 10 frames and
-predicting M = 10, 8 samples.
+as in the original Moving MNIST ("reflect bounce"); slow digits move 1.3-3.8 px per frame,
+fast ones 3.2-6.4 px, training draws from 1.3-6.4; "svg" clips follow the generator of
+Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 32 px digits summed, integer
+positions and velocities of -4..4 px per axis, both redrawn at a wall; see svg_clips), conditioning on N = 10 frames and predicting M = 10, 8 samples.
 
 Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
 best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
@@ -12,7 +14,8 @@ mean of the context frames; the learned H; training wall and CPU time. ``--seeds
 three seeds of both models and reports their spread.
 
     .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
-        [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both] [--workdir DIR]
+        [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both]
+        [--sets slow,fast,svg] [--workdir DIR]
         [--json OUT.json]
 
 ``--seeds 0 --demo --model "Brownian=B.pt"`` scores trained models only (no training).
@@ -35,6 +38,40 @@ import numpy as np  # noqa: E402
 
 N_CONTEXT, HORIZON, SAMPLES, SIZE = 10, 10, 8, 64
 BASELINES = ("copy-last-frame", "black frame", "context mean")
+SPEEDS = {"slow": (0.02, 0.06), "fast": (0.05, 0.10)}  # frame widths per frame
+
+
+def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random") -> np.ndarray:
+    """Held-out clips (n, N+M, 64, 64) made the way Denton & Fergus's Stochastic Moving MNIST
+    generator (SVG, 2018) makes them, written from its description: each digit resized to
+    32 x 32 at an integer top-left corner in [0, 32), integer velocity in -4..4 px per axis; a
+    digit that left the frame is put back on the edge and, with random bounces, draws a new
+    velocity (1..4 px away from the wall, -4..4 along it; reflect: mirrored); digits summed,
+    clipped at 1."""
+    from engine._cv2 import cv2
+    from engine.fsde.video_data import TEST_DIGITS, mnist_digits
+
+    rng = np.random.default_rng(seed)
+    pool = mnist_digits()[0][TEST_DIGITS]
+    size, ds = SIZE, 32
+    out = np.zeros((n, N_CONTEXT + HORIZON, size, size), np.float32)
+    for b in range(n):
+        for _ in range(n_digits):
+            digit = cv2.resize(pool[rng.integers(len(pool))], (ds, ds)).astype(np.float32) / 255
+            p = rng.integers(0, size - ds, 2)  # (row, col)
+            v = rng.integers(-4, 5, 2)
+            for t in range(out.shape[1]):
+                for ax in (0, 1):
+                    if p[ax] < 0 or p[ax] >= size - ds:
+                        inward = 1 if p[ax] < 0 else -1
+                        p[ax] = 0 if p[ax] < 0 else size - ds - 1
+                        if bounce == "random":
+                            v[ax], v[1 - ax] = inward * rng.integers(1, 5), rng.integers(-4, 5)
+                        else:
+                            v[ax] = -v[ax]
+                out[b, t, p[0]:p[0] + ds, p[1]:p[1] + ds] += digit
+                p = p + v
+    return np.minimum(out, 1.0)
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "fsde" / "demo_model.pt"
 
 
@@ -90,12 +127,18 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
 
 
 def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Path,
-        demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",)) -> dict:
+        demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",),
+        kinds: tuple[str, ...] = ("fast",)) -> dict:
     from engine.fsde.video_data import moving_digits
 
-    sets = {f"{d} digit{'s' if d > 1 else ''}, {b} bounce":
-            moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d, split="test",
-                          bounce=b).frames for b in bounces for d in (1, 2)}
+    def clips(kind, bounce, d):
+        if kind == "svg":
+            return svg_clips(n_clips, d, seed=7240 + d, bounce=bounce)
+        return moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
+                             split="test", bounce=bounce, speed=SPEEDS[kind]).frames
+
+    sets = {f"{d} digit{'s' if d > 1 else ''}, {k}, {b} bounce": clips(k, b, d)
+            for k in kinds for b in bounces for d in (1, 2)}
     res: dict = {"steps": steps, "batch": batch, "lr": lr, "clips": n_clips, "seeds": seeds,
                  "threads": int(os.environ["WORKBENCH_THREADS"]), "rows": {d: {} for d in sets},
                  "models": {}}
@@ -129,9 +172,10 @@ def _line(name: str, v: np.ndarray, fmt: str) -> str:
 
 
 def print_report(res: dict) -> None:
+    trained = (f"; trained here: {res['seeds']} seed(s) x {res['steps']} steps x batch "
+               f"{res['batch']} (mixed 1/2 digits), lr {res['lr']}") if res["seeds"] else ""
     print(f"\nHeld-out moving digits {SIZE}x{SIZE}, {res['clips']} clips per row set, "
-          f"context {N_CONTEXT}, horizon {HORIZON}, {SAMPLES} samples; trained models: "
-          f"{res['steps']} steps x batch {res['batch']} (mixed 1/2 digits), lr {res['lr']}, "
+          f"context {N_CONTEXT}, horizon {HORIZON}, {SAMPLES} samples{trained}; "
           f"{res['threads']} thread(s)")
     head = f"{'method':<28}" + "".join(f"{k + 1:>7}" for k in range(HORIZON)) + f"{'mean':>7}"
     for d, rows in res["rows"].items():
@@ -183,13 +227,19 @@ def main() -> int:
     ap.add_argument("--bounce", choices=("random", "reflect", "both"), default="both",
                     help="held-out clips whose digits draw a new velocity at a wall (random, "
                          "as in training), keep it mirrored (reflect), or both row sets")
+    ap.add_argument("--sets", default="slow,fast,svg",
+                    help="comma-separated clip kinds: slow (digits at 1.3-3.8 px per frame), "
+                         "fast (3.2-6.4 px), svg (Denton & Fergus's generator)")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="fsde_video_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     bounces = ("random", "reflect") if a.bounce == "both" else (a.bounce,)
-    res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces)
+    kinds = tuple(k.strip() for k in a.sets.split(","))
+    if set(kinds) - {"slow", "fast", "svg"}:
+        ap.error(f"--sets takes slow, fast and svg, not {a.sets!r}")
+    res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces, kinds)
     print_report(res)
     if a.json:
         from db.atomic import write_json

@@ -83,6 +83,9 @@ def test_reflect_bounce_mirrors_the_velocity():
         assert (np.sign(before) != np.sign(after)).any()
     with pytest.raises(ValueError):
         moving_digits(1, 4, bounce="teleport")
+    slow = moving_digits(4, 30, size=64, n_digits=2, seed=5, bounce="reflect", speed=(0.02, 0.03))
+    v = np.linalg.norm(np.diff(slow.positions, axis=1), axis=-1)[~slow.bounces[:, :-1]]
+    assert 0.02 * 64 - 1e-4 <= v.min() and v.max() <= 0.03 * 64 + 1e-4
 
 
 def test_metrics():
@@ -92,6 +95,14 @@ def test_metrics():
     noisy = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
     assert np.allclose(psnr(np.zeros_like(a), np.ones_like(a)), 0.0)
     assert np.all(ssim(noisy, a) < 0.99) and np.all(psnr(noisy, a) < 25)
+    # the differentiable SSIM of the training loss is the benchmark's SSIM
+    from engine._torch import torch
+    from engine.fsde.video_model import ssim_torch
+
+    f = moving_digits(2, 3, 64, 2, seed=1).frames
+    for x, y in ((noisy, a), (f[0], f[1]), (np.zeros_like(f[0]), f[0])):
+        assert np.allclose(ssim_torch(torch.from_numpy(x).float(), torch.from_numpy(y).float()),
+                           ssim(x, y), atol=1e-5)
 
 
 # --- user video -------------------------------------------------------------------------------
@@ -390,6 +401,35 @@ def test_centre_of_ink_and_refine_find_a_displaced_digit():
     out = vr.refine(frame, torch.zeros(1, 1, H, W), gl, torch.ones(1, 2), start, margin)
     err_px = ((out - true).abs() * 64).max()
     assert float(err_px) < 0.5, err_px
+
+
+def test_decompose_cleans_a_glimpse_cut_where_two_digits_touch():
+    """Frames drawn by the clip generator's compositor (not the renderer): two digits that
+    touch in the first frame and move apart. A glimpse cut around the first digit in that
+    frame carries some of the second; fitting glimpses and positions to all frames removes
+    that ink and keeps the positions on the digits."""
+    from engine._torch import torch
+    from engine.fsde import video_render as vr
+    from engine.fsde.video_data import _draw
+
+    g, H, W, L = 28, 64, 64, 8
+    images, _ = mnist_digits()
+    glyphs = [images[i].astype(np.float32) / 255 for i in (4003, 4010)]
+    tl = np.array([[[18.0, 10.0], [24.0 - 2 * t, 22.0 + 2 * t]] for t in range(L)])
+    frames = np.zeros((1, L, 1, H, W), np.float32)
+    for t in range(L):
+        for k in range(2):
+            _draw(frames[0, t, 0], glyphs[k], tl[t, k])
+    centres = torch.from_numpy((tl + g / 2) / 64).float()[None]  # (1, L, 2, 2)
+    frames_t = torch.from_numpy(frames)
+    cut = vr.crop(frames_t[:, 0].expand(2, 1, H, W), centres[0, 0], g).view(1, 2, 1, g, g)
+    clean = torch.from_numpy(np.stack(glyphs))[None, :, None]
+    before = float((cut - clean).abs().sum())
+    start = centres + torch.tensor([1.0, -1.0]) / 64
+    gl, pos = vr.decompose(frames_t, torch.zeros(1, 1, H, W), cut, torch.ones(1, 2), start,
+                           vr.margins(H, W, g))
+    assert float((gl - clean).abs().sum()) < 0.5 * before
+    assert float(((pos - centres).abs() * 64).max()) < 0.5
 
 
 def test_forecast_loss_reaches_the_noise_scales_and_h():

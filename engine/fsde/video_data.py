@@ -21,7 +21,7 @@ from engine.jobs import InputError
 MNIST_PATH = Path(__file__).resolve().parents[2] / "resources" / "mnist" / "mnist_5k.npz"
 TRAIN_DIGITS = slice(0, 4000)  # digits used for training clips
 TEST_DIGITS = slice(4000, 5000)  # held-out digits for evaluation clips
-SPEED_RANGE = (0.05, 0.10)  # speed in frame widths per frame (1.6..3.2 px at 32 px)
+SPEED_RANGE = (0.02, 0.10)  # speed in frame widths per frame (1.3..6.4 px at 64 px)
 MAX_SIDE = 128  # longest side the video model works at; larger videos are scaled down
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
@@ -49,11 +49,12 @@ class DigitClips:
 
 
 def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 1,
-                  seed: int = 0, split: str = "train", bounce: str = "random") -> DigitClips:
+                  seed: int = 0, split: str = "train", bounce: str = "random",
+                  speed: tuple[float, float] = SPEED_RANGE) -> DigitClips:
     """Generate ``n_videos`` Stochastic Moving Digits clips of ``n_frames`` frames.
 
-    Each digit starts at a uniform position with a random direction and a speed in
-    ``SPEED_RANGE`` (frame widths per frame); when the next step would leave the frame it is
+    Each digit starts at a uniform position with a random direction and a speed uniform in
+    ``speed`` (frame widths per frame); when the next step would leave the frame it is
     reflected at the wall and, with ``bounce="random"``, a new random velocity pointing inward
     is drawn (``bounce="reflect"``: the velocity is mirrored, as in the original Moving MNIST of
     Srivastava et al. 2015, so the whole clip follows from its first frames). Digits are drawn
@@ -78,13 +79,13 @@ def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 
     bounces = np.zeros((n_videos, n_frames, n_digits), bool)
 
     def velocity(sign_r: float = 0.0, sign_c: float = 0.0) -> np.ndarray:
-        speed = rng.uniform(*SPEED_RANGE) * size
+        speed_px = rng.uniform(*speed) * size
         angle = rng.uniform(0, 2 * np.pi)
-        v = speed * np.array([np.sin(angle), np.cos(angle)])
+        v = speed_px * np.array([np.sin(angle), np.cos(angle)])
         if sign_r:
-            v[0] = sign_r * max(abs(v[0]), 0.25 * speed)
+            v[0] = sign_r * max(abs(v[0]), 0.25 * speed_px)
         if sign_c:
-            v[1] = sign_c * max(abs(v[1]), 0.25 * speed)
+            v[1] = sign_c * max(abs(v[1]), 0.25 * speed_px)
         return v
 
     for b in range(n_videos):

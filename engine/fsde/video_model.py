@@ -1,13 +1,15 @@
 """Latent fractional-SDE video model that separates what from where (Daems et al., ICLR 2024).
 
 *What*: each object slot (at most 2) has a glimpse, a patch of ``glimpse`` x the shorter frame
-side cut from the context frame where the object stands most apart (engine.fsde.video_render).
+side cut from the context frame where the object stands most apart, then fitted with the
+positions to all context frames (engine.fsde.video_render.decompose), which removes the other
+digit's ink from it.
 *Where*: the latent SDE state carries each slot's pose, x = (p_row, p_col, v_row, v_col) per
 slot (normalised frame units, velocities per unit time), solved by
 :class:`engine.fsde.sde.LatentFractionalSDE` (MA-fBM noise with a learned Hurst index;
 ``brownian=True`` is the Brownian baseline, same architecture). Prior drift: dp = v,
-dv = 0; diffusion: small constant on p, s_v(pose) on v (learned; large where a digit
-reaches a wall, bounces and draws a new velocity). Positions are
+dv = 0; diffusion: small constant on p, s_v(pose) on v (learned; large, in proportion to the
+speed, where a digit reaches a wall, bounces and draws a new velocity). Positions are
 unfolded: the renderer reflects them between the walls (:func:`video_render.fold`), so a
 constant velocity bounces. Decoder: each glimpse drawn at its folded position
 (``grid_sample``), maximum over slots and the background (per-pixel minimum of the context),
@@ -15,15 +17,16 @@ plus a small conv residual; Gaussian pixel likelihood with a learned sigma. Fram
 at the clip's own resolution.
 
 Posterior: the encoder detects and tracks the objects (video_render.detect / track), centres
-each glimpse on its ink, fits the positions to the frames (video_render.refine) and makes the
-tracks piecewise straight (smooth_track); the control u steers each slot's velocity so that
-the path passes through the tracked positions (u = 0 on the position coordinates). Training
-uses the whole clip (context + horizon); forecasting observes the first N frames, then samples
-the prior (u = 0) from the last observed pose with the MA-fBM memory restarted.
+each glimpse on its ink, fits glimpses and positions to the frames (video_render.decompose,
+refine) and makes the tracks piecewise straight (smooth_track); the control u steers each
+slot's velocity so that the path passes through the tracked positions (u = 0 on the position
+coordinates). Training uses the whole clip (context + horizon); forecasting observes the
+first N frames, then samples the prior (u = 0) from the last observed pose with the MA-fBM
+memory restarted.
 
 ELBO (per clip, nats) = log p(frames | x) - KL(q(x0) || N(0, I)) - E 0.5 int |u|^2 dt; the
-loss adds the pixel NLL of the forecast's sample mean (:meth:`VideoSDE.forecast_loss`), the
-only term that sets the noise scales.
+loss adds the pixel NLL and 1 - SSIM of the forecast's sample mean
+(:meth:`VideoSDE.forecast_loss`), the only terms that set the noise scales and H.
 Shapes: frames (B, L, C, H, W) in [0, 1]; latent (L, B, 4 * slots).
 """
 from __future__ import annotations
@@ -56,6 +59,7 @@ DEFAULT_CONFIG = {
     "horizon": 10,  # M: frames predicted by the prior
     "substeps": 2,  # solver steps per frame interval
     "forecast_weight": 1.0,  # weight of the forecast's sample-mean pixel NLL in the loss
+    "forecast_ssim": 5.0,  # weight of 1 - SSIM of the forecast's sample mean in the loss
 }
 
 
@@ -95,10 +99,12 @@ class SlotDrift(nn.Module):
 class SlotDiffusion(nn.Module):
     """s(x) > 0: a learned constant on p; on v (both axes),
 
-        s_v = s_free + s_wall * exp(-rate * n_wall),
+        s_v = s_free + s_wall * |v| * exp(-rate * n_wall),
 
     n_wall = frames until the slot reaches its nearest wall ahead (either axis), so the noise
-    can concentrate where an object bounces and draws a new velocity (all learned, positive).
+    can concentrate where an object bounces and draws a new velocity, in proportion to its
+    speed |v| (a slow digit's new velocity is spread less widely than a fast one's: one noise
+    scale fitted to fast digits swamps slow ones). All learned, positive.
     ``margin`` (2,) (normalised wall margins) is set per clip; ``step`` is the time between
     frames. (B, 4S) -> (B, 4S)."""
 
@@ -108,7 +114,7 @@ class SlotDiffusion(nn.Module):
         inv = lambda v: math.log(math.expm1(v))  # noqa: E731
         self.raw_p = nn.Parameter(torch.full((2,), inv(0.005)))
         self.raw_free = nn.Parameter(torch.full((2,), inv(0.05)))
-        self.raw_wall = nn.Parameter(torch.full((2,), inv(1.0)))
+        self.raw_wall = nn.Parameter(torch.full((2,), inv(0.7)))
         self.raw_rate = nn.Parameter(torch.tensor(inv(2.0)))
         self.register_buffer("margin", torch.tensor([0.22, 0.22]), persistent=False)
         self.frozen = False  # True: no gradient to the noise scales (see VideoSDE.elbo)
@@ -130,7 +136,8 @@ class SlotDiffusion(nn.Module):
                for p in (self.raw_p, self.raw_rate, self.raw_free, self.raw_wall)]
         sp = F.softplus(raw[0]).expand(B, self.slots, 2)
         near = torch.exp(-F.softplus(raw[1]) * self.frames_to_wall(x))
-        sv = F.softplus(raw[2]) + F.softplus(raw[3]) * near
+        speed = (x.view(B, self.slots, 4)[..., 2:].pow(2).sum(-1, keepdim=True) + 1e-8).sqrt()
+        sv = F.softplus(raw[2]) + F.softplus(raw[3]) * speed * near
         return torch.cat([sp, sv], -1).flatten(1)
 
 
@@ -221,15 +228,24 @@ class VideoSDE(nn.Module):
                 img = src * own.flatten(0, 1)[:, None].to(src)
             return vr.crop(img, centre.flatten(0, 1), g).view(B, S, C, g, g)
 
-        # centre each glimpse on its ink's centre of mass, then fit the positions to the frames
+        def smooth(o):  # (B, L, S, 2) -> piecewise straight tracks
+            return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W) for s in range(S)]
+                                              for t in o.cpu().numpy()]).transpose(0, 2, 1, 3)
+                                    ).to(frames)
+
+        px = torch.tensor([H, W]).to(frames)
+        # centre each glimpse on its ink's centre of mass; fit glimpses and positions jointly
+        # to the context frames (frees a glimpse of the other digit's ink: it would not move
+        # with it), centre again, then fit the positions in all frames
         shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)
-        obs_t = obs_t + (shift / torch.tensor([H, W]).to(frames))[:, None]
-        glimpses = cut(obs_t)
+        obs_t = smooth(obs_t + (shift / px)[:, None])
+        glimpses, ctx = vr.decompose(frames[:, :n_context], bg, cut(obs_t), pres_t,
+                                     obs_t[:, :n_context], margin)
+        glimpses, shift = vr.centre_glimpses(glimpses)
+        obs_t = torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
         obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
-        smooth = np.array([[vr.smooth_track(o[:, s], H, W) for s in range(S)]
-                           for o in obs_t.cpu().numpy()]).transpose(0, 2, 1, 3)  # (B, L, S, 2)
-        return {"obs": torch.from_numpy(smooth).to(frames), "presence": pres_t,
-                "glimpses": cut(obs_t), "bg": bg, "margin": margin, "g": g}
+        return {"obs": smooth(obs_t), "presence": pres_t, "glimpses": glimpses, "bg": bg,
+                "margin": margin, "g": g}
 
     def _set_margin(self, margin) -> None:
         self.sde.diffusion.margin = margin
@@ -337,15 +353,20 @@ class VideoSDE(nn.Module):
 
     def forecast_loss(self, frames: "torch.Tensor", enc: dict, n_context: int,
                       samples: int = 4) -> "torch.Tensor":
-        """Gaussian pixel NLL (per pixel, sigma FORECAST_SIGMA) of the mean of ``samples``
-        forecasts from the first ``n_context`` frames against the frames after them: what the
-        workbench shows and the benchmark scores; the only term that fits the noise scales and
-        H (see :meth:`elbo`)."""
+        """Gaussian pixel NLL (per pixel, sigma FORECAST_SIGMA) plus ``forecast_ssim`` x
+        (1 - SSIM) of the mean of ``samples`` forecasts from the first ``n_context`` frames
+        against the frames after them: what the workbench shows and the benchmark scores; the
+        only term that fits the noise scales and H (see :meth:`elbo`)."""
         B, L = frames.shape[:2]
         xs, _, _ = self._latents(enc, L, n_obs=n_context, samples=samples)
         pred = self.decode(xs[n_context:], enc, samples)  # (samples * B, M, C, H, W)
         mean = pred.view(samples, B, *pred.shape[1:]).mean(0)
-        return 0.5 * ((mean - frames[:, n_context:]) / FORECAST_SIGMA).pow(2).mean()
+        truth = frames[:, n_context:]
+        loss = 0.5 * ((mean - truth) / FORECAST_SIGMA).pow(2).mean()
+        w = self.config["forecast_ssim"]
+        if w:
+            loss = loss + w * (1 - ssim_torch(mean.flatten(0, 2), truth.flatten(0, 2)).mean())
+        return loss
 
     @torch.no_grad()
     def forecast(self, context_frames: "torch.Tensor", horizon: int,
@@ -358,6 +379,24 @@ class VideoSDE(nn.Module):
         xs, _, _ = self._latents(enc, N + horizon, n_obs=N, samples=samples)
         out = self.decode(xs, enc, samples)
         return out.view(samples, B, *out.shape[1:])
+
+
+def ssim_torch(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+    """Differentiable mean SSIM of images (N, H, W) in [0, 1] as in video_data.ssim (11 x 11
+    Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03): -> (N,)."""
+    k = vr._gauss_kernel(1.5).to(a)
+    r = len(k) // 2
+
+    def blur(z):
+        z = F.pad(z[:, None], (r, r, r, r), mode="reflect")
+        z = F.conv2d(z, k.view(1, 1, 1, -1))
+        return F.conv2d(z, k.view(1, 1, -1, 1))[:, 0]
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ma, mb = blur(a), blur(b)
+    va, vb, cov = blur(a * a) - ma ** 2, blur(b * b) - mb ** 2, blur(a * b) - ma * mb
+    s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+    return s.mean((1, 2))
 
 
 def checkpoint_state(model: VideoSDE) -> dict:

@@ -238,6 +238,44 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
     return fold(p.detach(), margin)[0].view(B, L, S, 2)
 
 
+def centre_glimpses(glimpses: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Move the ink of glimpses (B, S, C, g, g) so that its centre of mass is at the centre:
+    -> (centred glimpses, shift (B, S, 2) in pixels to add to their positions)."""
+    B, S, C, g = glimpses.shape[:4]
+    shift = centre_of_ink(glimpses.flatten(0, 1))
+    out = crop(glimpses.flatten(0, 1), 0.5 + shift / g, g).view_as(glimpses)
+    return out, shift.view(B, S, 2)
+
+
+def decompose(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
+              presence: "torch.Tensor", obs: "torch.Tensor", margin: "torch.Tensor",
+              iters: int = 40) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Fit the glimpses' pixels (B, S, C, g, g) and the positions obs (B, L, S, 2) together
+    so that the glimpses drawn there over bg (B, C, H, W) reproduce the frames (B, L, C, H, W)
+    (squared error; Adam, 0.3 px and 0.03 grey levels per step). A glimpse cut where two
+    digits touch carries some of the other digit's ink; drawn in every frame, that ink is
+    wrong wherever the digits have moved apart, and the fit removes it. -> (glimpses in
+    [0, 1], positions), no gradient."""
+    B, L, C, H, W = frames.shape
+    S = glimpses.shape[1]
+    pres = presence[:, None].expand(B, L, S).flatten(0, 1)
+    back = bg[:, None].expand(B, L, C, H, W).flatten(0, 1)
+    flat = frames.flatten(0, 1)
+    with torch.enable_grad():
+        p = obs.detach().flatten(0, 1).clone().requires_grad_(True)
+        ink = glimpses.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([{"params": [p], "lr": 0.3 / max(H, W)},
+                                {"params": [ink], "lr": 0.03}])
+        for _ in range(iters):
+            gl = ink.clamp(0, 1)[:, None].expand(B, L, *ink.shape[1:]).flatten(0, 1)
+            drawn = torch.maximum(render(gl, fold(p, margin)[0], pres, H, W), back)
+            loss = ((drawn - flat) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return ink.detach().clamp(0, 1), fold(p.detach(), margin)[0].view(B, L, S, 2)
+
+
 def crop(frames: "torch.Tensor", centre: "torch.Tensor", g: int) -> "torch.Tensor":
     """Glimpses (B, C, g, g) of frames (B, C, H, W) centred at normalised positions (B, 2)."""
     B, C, H, W = frames.shape

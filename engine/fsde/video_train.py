@@ -46,6 +46,7 @@ MODEL_RULES = {
     "horizon": (_INT, lambda v: v >= 1, "at least 1"),
     "substeps": (_INT, lambda v: v >= 1, "at least 1"),
     "forecast_weight": (_FLOAT, lambda v: 0 <= v < float("inf"), "a finite number, at least 0"),
+    "forecast_ssim": (_FLOAT, lambda v: 0 <= v < float("inf"), "a finite number, at least 0"),
 }
 TRAIN_RULES = {
     "steps": (_INT, lambda v: v >= 1, "at least 1"),
