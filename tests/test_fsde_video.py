@@ -252,7 +252,8 @@ def test_cli_train_then_predict(tmp_path):
 @pytest.mark.parametrize("toml,key", [
     ('[train]\nsteps = "x"\n', "steps"), ("[train]\nbatch_size = 0\n", "batch_size"),
     ("[model]\nsize = 7\n", "size"), ('[model]\nkind = "III"\n', "kind"),
-    ("[model]\nK = 1\n", "K"), ("[model]\nhurst = 1.5\n", "hurst")])
+    ("[model]\nK = 1\n", "K"), ("[model]\nhurst = 1.5\n", "hurst"),
+    ("[model]\nforecast_ssim = -1.0\n", "forecast_ssim")])
 def test_bad_config_value_exit_2(tmp_path, toml, key):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(toml)
@@ -586,3 +587,26 @@ def test_checkpoint_round_trip_and_old_or_corrupt_models_refused(tmp_path):
     r = run_main("fsde", "predict", "--model", old, "--video", tmp_path / "none.npz", "--out",
                  tmp_path / "p.mp4")
     assert r.returncode == 2 and "older version" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_benchmark_svg_clips_keep_the_digit_whole_and_move_it_at_most_4_px_per_axis():
+    """benchmarks/fsde_video.py's clips after Denton & Fergus's generator: a 32 px digit that
+    never leaves the frame (its ink is the same in every frame) and moves by whole pixels,
+    at most 4 per axis, in every frame (the clamp at a wall moves it less)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fsde_video import svg_clips
+
+    for bounce in ("random", "reflect"):
+        clips = svg_clips(6, 1, seed=3, bounce=bounce)
+        assert clips.shape == (6, 20, 64, 64) and 0 <= clips.min() and clips.max() <= 1
+        ink = clips.sum((2, 3))
+        assert np.allclose(ink, ink[:, :1], rtol=1e-5)
+        rr = np.arange(64)
+        centre = np.stack([(clips.sum(3) * rr).sum(2), (clips.sum(2) * rr).sum(2)], -1) / ink[
+            ..., None]
+        step = np.abs(np.diff(centre, axis=1))
+        assert step.max() <= 4 + 1e-4 and np.allclose(step, np.round(step), atol=1e-4)
+        assert (step > 0).any()
