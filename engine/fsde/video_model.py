@@ -38,8 +38,8 @@ from engine.fsde import video_render as vr
 
 nn = torch.nn
 F = torch.nn.functional
-KIND = "fsde-video-2"
-OLD_KINDS = ("fsde-video",)
+KIND = "fsde-video-3"  # 3: wall noise in proportion to the speed, glimpses fitted (decompose)
+OLD_KINDS = ("fsde-video", "fsde-video-2")
 
 DEFAULT_CONFIG = {
     "size": 64,  # side of the moving-digit frames it is trained on (the model itself runs at
@@ -59,7 +59,8 @@ DEFAULT_CONFIG = {
     "horizon": 10,  # M: frames predicted by the prior
     "substeps": 2,  # solver steps per frame interval
     "forecast_weight": 1.0,  # weight of the forecast's sample-mean pixel NLL in the loss
-    "forecast_ssim": 5.0,  # weight of 1 - SSIM of the forecast's sample mean in the loss
+    "forecast_ssim": 5.0,  # weight of 1 - SSIM of the forecast's sample mean (both 0: no
+                           # forecast term; the ELBO then fits the noise scales and H)
 }
 
 
@@ -329,7 +330,7 @@ class VideoSDE(nn.Module):
         # the posterior control tracks the frames whatever the prior noise is, so the path KL
         # says nothing about how well the noise fits (a larger s is always "better"): the
         # noise scales and H get no gradient from the ELBO and are fitted by the forecast term
-        frozen = self.config["forecast_weight"] > 0
+        frozen = self.config["forecast_weight"] > 0 or self.config["forecast_ssim"] > 0
         self.sde.diffusion.frozen = self.sde.freeze_hurst = frozen
         try:
             xs, path_kl, kl_x0 = self._latents(enc, L, n_obs=L)
@@ -344,25 +345,25 @@ class VideoSDE(nn.Module):
         loss = -(loglik - beta * kl).mean() / frames[0].numel()
         terms = {"elbo": loglik - kl, "loglik": loglik, "kl_x0": kl_x0, "kl_path": path_kl,
                  "kl": kl}
-        w = self.config["forecast_weight"]
-        if w > 0 and L > N:
-            nll = self.forecast_loss(frames, enc, N)
-            loss = loss + w * nll
-            terms["forecast_nll"] = nll.detach()
+        if frozen and L > N:
+            forecast = self.forecast_loss(frames, enc, N)
+            loss = loss + forecast
+            terms["forecast"] = forecast.detach()
         return {**{k: v.detach().mean() for k, v in terms.items()}, "loss": loss}
 
     def forecast_loss(self, frames: "torch.Tensor", enc: dict, n_context: int,
                       samples: int = 4) -> "torch.Tensor":
-        """Gaussian pixel NLL (per pixel, sigma FORECAST_SIGMA) plus ``forecast_ssim`` x
-        (1 - SSIM) of the mean of ``samples`` forecasts from the first ``n_context`` frames
-        against the frames after them: what the workbench shows and the benchmark scores; the
-        only term that fits the noise scales and H (see :meth:`elbo`)."""
+        """``forecast_weight`` x Gaussian pixel NLL (per pixel, sigma FORECAST_SIGMA) plus
+        ``forecast_ssim`` x (1 - SSIM) of the mean of ``samples`` forecasts from the first
+        ``n_context`` frames against the frames after them: what the workbench shows and the
+        benchmark scores; the only term that fits the noise scales and H (see :meth:`elbo`)."""
         B, L = frames.shape[:2]
         xs, _, _ = self._latents(enc, L, n_obs=n_context, samples=samples)
         pred = self.decode(xs[n_context:], enc, samples)  # (samples * B, M, C, H, W)
         mean = pred.view(samples, B, *pred.shape[1:]).mean(0)
         truth = frames[:, n_context:]
-        loss = 0.5 * ((mean - truth) / FORECAST_SIGMA).pow(2).mean()
+        loss = self.config["forecast_weight"] * 0.5 * (
+            (mean - truth) / FORECAST_SIGMA).pow(2).mean()
         w = self.config["forecast_ssim"]
         if w:
             loss = loss + w * (1 - ssim_torch(mean.flatten(0, 2), truth.flatten(0, 2)).mean())
@@ -422,7 +423,7 @@ def load_model(path, map_location: str = "cpu") -> VideoSDE:
     kind = blob.get("kind") if isinstance(blob, dict) else None
     if kind in OLD_KINDS:
         raise InputError(f"The model '{path}' was made by an older version of the video model "
-                         f"(32 x 32 decoder) and cannot be used: retrain it with fsde train.")
+                         f"and cannot be used: retrain it with fsde train.")
     try:
         if kind != KIND:
             raise ValueError(kind)
