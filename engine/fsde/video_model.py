@@ -307,16 +307,13 @@ class VideoSDE(nn.Module):
         S = self.config["slots"]
         rep = (lambda a: a.repeat(samples, *([1] * (a.dim() - 1)))) if samples > 1 else (
             lambda a: a)
-        gl, pres, bg = rep(enc["glimpses"]), rep(enc["presence"]), rep(enc["bg"])
-        C, H, W = bg.shape[1:]
-        pos, _ = vr.fold(xs.view(L, Bs, S, 4)[..., :2], enc["margin"])
-        pos = pos.transpose(0, 1).flatten(0, 1)  # (Bs * L, S, 2)
-        ex = lambda a: a[:, None].expand(Bs, L, *a.shape[1:]).flatten(0, 1)  # noqa: E731
-        canvas = torch.maximum(vr.render(ex(gl), pos, ex(pres), H, W), ex(bg))
+        bg = rep(enc["bg"])
+        pos = xs.view(L, Bs, S, 4)[..., :2].transpose(0, 1).flatten(0, 1)  # (Bs * L, S, 2)
+        canvas = vr.draw_clips(rep(enc["glimpses"]), pos, rep(enc["presence"]), bg,
+                               enc["margin"])
         if self.residual is not None:
             canvas = (canvas + self.residual(canvas)).clamp(0.0, 1.0)
-        out = canvas
-        return out.view(Bs, L, C, H, W)
+        return canvas.view(Bs, L, *bg.shape[1:])
 
     # --- objective and prediction --------------------------------------------------------
     def elbo(self, frames: "torch.Tensor", context: int | None = None, beta: float = 1.0) -> dict:

@@ -218,15 +218,12 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
     positions (B, L, S, 2), no gradient."""
     B, L, C, H, W = frames.shape
     S = glimpses.shape[1]
-    gl = glimpses[:, None].expand(B, L, *glimpses.shape[1:]).flatten(0, 1)
-    pres = presence[:, None].expand(B, L, S).flatten(0, 1)
-    back = bg[:, None].expand(B, L, C, H, W).flatten(0, 1)
     flat = frames.flatten(0, 1)
     with torch.enable_grad():
         p = obs.detach().flatten(0, 1).clone().requires_grad_(True)
         opt = torch.optim.Adam([p], lr=0.6 / max(H, W))
         for i in range(iters):
-            diff = torch.maximum(render(gl, fold(p, margin)[0], pres, H, W), back) - flat
+            diff = draw_clips(glimpses, p, presence, bg, margin) - flat
             if i < iters // 2:  # coarse: 4 x 4 pixel blocks, so a digit a few pixels off is seen
                 diff = F.avg_pool2d(diff, 4, ceil_mode=True)
             loss = (diff ** 2).sum()
@@ -236,6 +233,19 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
                 group["lr"] = (0.05 + 0.55 * (1 - i / iters)) / max(H, W)
             opt.step()
     return fold(p.detach(), margin)[0].view(B, L, S, 2)
+
+
+def draw_clips(glimpses: "torch.Tensor", positions: "torch.Tensor", presence: "torch.Tensor",
+               bg: "torch.Tensor", margin: "torch.Tensor") -> "torch.Tensor":
+    """Each clip's glimpses (B, S, C, g, g), weighted by presence (B, S), drawn at its L
+    unfolded positions (B * L, S, 2) (reflected between the walls ``margin`` by :func:`fold`)
+    over its background bg (B, C, H, W), pixelwise maximum: -> frames (B * L, C, H, W)."""
+    B = glimpses.shape[0]
+    C, H, W = bg.shape[1:]
+    L = positions.shape[0] // B
+    ex = lambda a: a[:, None].expand(B, L, *a.shape[1:]).flatten(0, 1)  # noqa: E731
+    drawn = render(ex(glimpses), fold(positions, margin)[0], ex(presence), H, W)
+    return torch.maximum(drawn, ex(bg))
 
 
 def centre_glimpses(glimpses: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -257,9 +267,6 @@ def decompose(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tenso
     wrong wherever the digits have moved apart, and the fit removes it. -> (glimpses in
     [0, 1], positions), no gradient."""
     B, L, C, H, W = frames.shape
-    S = glimpses.shape[1]
-    pres = presence[:, None].expand(B, L, S).flatten(0, 1)
-    back = bg[:, None].expand(B, L, C, H, W).flatten(0, 1)
     flat = frames.flatten(0, 1)
     with torch.enable_grad():
         p = obs.detach().flatten(0, 1).clone().requires_grad_(True)
@@ -267,13 +274,11 @@ def decompose(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tenso
         opt = torch.optim.Adam([{"params": [p], "lr": 0.3 / max(H, W)},
                                 {"params": [ink], "lr": 0.03}])
         for _ in range(iters):
-            gl = ink.clamp(0, 1)[:, None].expand(B, L, *ink.shape[1:]).flatten(0, 1)
-            drawn = torch.maximum(render(gl, fold(p, margin)[0], pres, H, W), back)
-            loss = ((drawn - flat) ** 2).sum()
+            loss = ((draw_clips(ink.clamp(0, 1), p, presence, bg, margin) - flat) ** 2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return ink.detach().clamp(0, 1), fold(p.detach(), margin)[0].view(B, L, S, 2)
+    return ink.detach().clamp(0, 1), fold(p.detach(), margin)[0].view(B, L, -1, 2)
 
 
 def crop(frames: "torch.Tensor", centre: "torch.Tensor", g: int) -> "torch.Tensor":
