@@ -433,6 +433,64 @@ def test_decompose_cleans_a_glimpse_cut_where_two_digits_touch():
     assert float(((pos - centres).abs() * 64).max()) < 0.5
 
 
+def test_smooth_track_keeps_a_bounce_at_a_wall_and_drops_jumps_elsewhere():
+    """A digit moving at (3, 1.5) px per frame bounces off the bottom wall (50 px on a 64 px
+    frame with 14 px margins) between frames 5 and 6 (mirror: the tracks bend there), and the
+    tracker lost it in frame 3 (8 px off) and in the last frame (9 px off), far from any
+    wall: the smoothed track is back on the true path everywhere, the bounce kept. Without
+    walls the last frame's jump is taken for a bounce (the old behaviour)."""
+    from engine.fsde import video_render as vr
+
+    L, H = 14, 64
+    t = np.arange(L, dtype=np.float64)
+    row = 33 + 3 * t
+    row = np.where(row > 50, 100 - row, row)  # reflected at the wall
+    true = np.stack([row, 20 + 1.5 * t], 1)
+    seen = true.copy()
+    seen[3] += [8.0, -5.0]
+    seen[L - 1] += [-9.0, 2.0]
+    margin = np.array([14.0, 14.0]) / H
+    out = vr.smooth_track((seen / H).astype(np.float32), H, H, margin) * H
+    assert np.abs(out - true).max() < 0.3
+    old = vr.smooth_track((seen / H).astype(np.float32), H, H) * H
+    assert np.abs(old[L - 1] - true[L - 1]).max() > 5
+
+
+def test_correct_recovers_lost_and_swapped_digits_and_keeps_a_bounce():
+    """Frames drawn by the clip generator's compositor: digit A moves in a straight line,
+    digit B bounces off the left wall at frame 4 with a new velocity, and their boxes
+    overlap. Tracks with A lost in frame 5 (9 px off), B 7 px off in frame 0 and the two
+    swapped in the last frame are put back on the digits; B's bounce is kept (a straight-line
+    prediction through it draws B where it is not)."""
+    from engine._torch import torch
+    from engine.fsde import video_render as vr
+    from engine.fsde.video_data import _draw
+
+    g, H, W, L = 28, 64, 64, 10
+    images, _ = mnist_digits()
+    glyphs = [images[i].astype(np.float32) / 255 for i in (4003, 4010)]
+    t = np.arange(L, dtype=np.float64)[:, None]
+    a = np.array([30.0, 24.0]) + t * [1.5, 2.0]
+    b = np.where(t <= 4, np.array([36.0, 26.0]) + t * [1.0, -3.0],
+                 np.array([40.0, 14.0]) + (t - 4) * [-2.0, 3.5])
+    centres = np.stack([a, b], 1)  # (L, 2, 2) px
+    frames = np.zeros((1, L, 1, H, W), np.float32)
+    for k in range(L):
+        for s in range(2):
+            _draw(frames[0, k, 0], glyphs[s], centres[k, s] - g / 2)
+    true = torch.from_numpy(centres / 64).float()[None]
+    gl = torch.from_numpy(np.stack(glyphs))[None, :, None]
+    args = (torch.from_numpy(frames), torch.zeros(1, 1, H, W), gl, torch.ones(1, 2))
+    margin = vr.margins(H, W, g)
+    bad = true.clone()
+    bad[0, 5, 0] += torch.tensor([9.0, -4.0]) / 64
+    bad[0, 0, 1] += torch.tensor([-7.0, 2.0]) / 64
+    bad[0, L - 1] = bad[0, L - 1, [1, 0]]
+    out = vr.correct(*args, bad, margin)
+    assert float(((out - true).abs() * 64).max()) < 0.3
+    assert torch.equal(vr.correct(*args, true, margin), true)  # right tracks stay as they are
+
+
 def test_forecast_loss_reaches_the_noise_scales_and_h():
     """The forecast term of the loss (pixel NLL and SSIM of the sample mean) has gradients for
     H and the noise scales, and it prefers small noise on clips whose digits keep their

@@ -18,7 +18,8 @@ at the clip's own resolution.
 
 Posterior: the encoder detects and tracks the objects (video_render.detect / track), centres
 each glimpse on its ink, fits glimpses and positions to the frames (video_render.decompose,
-refine) and makes the tracks piecewise straight (smooth_track); the control u steers each
+refine), checks the positions against straight-line predictions in time (correct) and
+makes the tracks piecewise straight (smooth_track); the control u steers each
 slot's velocity so that the path passes through the tracked positions (u = 0 on the position
 coordinates). Training uses the whole clip (context + horizon); forecasting observes the
 first N frames, then samples the prior (u = 0) from the last observed pose with the MA-fBM
@@ -230,20 +231,26 @@ class VideoSDE(nn.Module):
             return vr.crop(img, centre.flatten(0, 1), g).view(B, S, C, g, g)
 
         def smooth(o):  # (B, L, S, 2) -> piecewise straight tracks
-            return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W) for s in range(S)]
+            return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W, walls)
+                                               for s in range(S)]
                                               for t in o.cpu().numpy()]).transpose(0, 2, 1, 3)
                                     ).to(frames)
 
         px = torch.tensor([H, W]).to(frames)
+        walls = margin.cpu().numpy()
         # centre each glimpse on its ink's centre of mass; fit glimpses and positions jointly
         # to the context frames (frees a glimpse of the other digit's ink: it would not move
-        # with it), centre again, then fit the positions in all frames
+        # with it), centre again
         shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)
         obs_t = smooth(obs_t + (shift / px)[:, None])
         glimpses, ctx = vr.decompose(frames[:, :n_context], bg, cut(obs_t), pres_t,
                                      obs_t[:, :n_context], margin)
         glimpses, shift = vr.centre_glimpses(glimpses)
         obs_t = torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
+        # fit the positions in all frames, check them against straight-line predictions in
+        # time (a digit lost or swapped where it overlaps the other one), fit again
+        obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
+        obs_t = vr.correct(frames, bg, glimpses, pres_t, obs_t, margin)
         obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
         return {"obs": smooth(obs_t), "presence": pres_t, "glimpses": glimpses, "bg": bg,
                 "margin": margin, "g": g}

@@ -10,6 +10,8 @@ positions are unfolded (any real number) and :func:`fold` reflects them into
   background, sub-pixel peak by a quadratic fit; the second after removing the first's glimpse).
 * :func:`track`: consistent slot identities over a clip (constant-velocity prediction and
   nearest assignment); a second slot is "born" when a second object is seen.
+* :func:`correct`: tracking by synthesis in time (constant-velocity predictions checked
+  against the frames with the glimpses).
 * :func:`crop` / :func:`render`: glimpses (B, S, C, g, g) cut at positions and drawn back at
   other positions with ``affine_grid`` / ``grid_sample`` (differentiable in the positions),
   composited with a pixelwise maximum over slots and the background.
@@ -161,32 +163,56 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
     return obs, seen, born
 
 
-def smooth_track(obs: np.ndarray, height: int, width: int, jump_px: float = 0.75) -> np.ndarray:
-    """Piecewise-straight version of a slot track obs (L, 2) (normalised): the frame-to-frame
+def smooth_track(obs: np.ndarray, height: int, width: int, margin=None,
+                 jump_px: float = 0.75, slack_px: float = 3.0) -> np.ndarray:
+    """Piecewise-straight version of a slot track obs (L, 2) (normalised). The frame-to-frame
     displacements are cut into runs that stay within ``jump_px`` pixels per frame of their
-    run's mean (a bounce starts a new run), and the positions of each run are replaced by a
-    least-squares straight line, which removes the detection jitter. -> (L, 2)."""
+    run's mean; with the walls ``margin`` (2,) (normalised), a run only ends where the
+    object can have bounced: its run's line, extended to that frame, is within its speed +
+    ``slack_px`` of a wall it moves towards. Elsewhere a jump is a tracking error (a digit
+    lost for a frame where it overlaps another one), so the run goes on and its line is a
+    robust fit (Tukey's biweight, 4 px) that leaves such frames out. -> (L, 2)."""
     L = len(obs)
     if L < 3:
         return obs.copy()
     scale = np.array([height, width], np.float32)
     px = obs * scale
+    lo = None if margin is None else np.asarray(margin, np.float64) * scale
+    hi = None if margin is None else scale - lo
+
+    def line(a, b):
+        t = np.arange(a, b + 1, dtype=np.float64)
+        A = np.stack([np.ones_like(t), t - t.mean()], 1)
+        w = np.ones(len(t))
+        for _ in range(6 if len(t) >= 4 else 1):
+            coef = np.linalg.lstsq(A * w[:, None], px[a:b + 1] * w[:, None], rcond=None)[0]
+            r = np.linalg.norm(px[a:b + 1] - A @ coef, axis=1)
+            w = np.clip(1 - (r / 4.0) ** 2, 1e-3, None)  # square root of Tukey's weight
+        return coef, t.mean()
+
+    def can_bounce(a, t):  # may the run that started at frame a end at frame t?
+        if lo is None:
+            return True
+        if t - a < 2:  # one frame after the last end: a bounce between two frames
+            return True  # bends the track at both of them
+        (p0, v), tm = line(a, t - 1)
+        p = p0 + v * (t - tm)
+        return bool(np.any(((v < 0) & (p - lo <= np.abs(v) + slack_px))
+                           | ((v > 0) & (hi - p <= np.abs(v) + slack_px))))
+
     d = np.diff(px, axis=0)
     runs, start = [], 0
     for t in range(1, L - 1):
-        if np.abs(d[t] - d[start:t].mean(0)).max() > jump_px:
+        if np.abs(d[t] - d[start:t].mean(0)).max() > jump_px and can_bounce(start, t):
             runs.append((start, t))
             start = t
     runs.append((start, L - 1))
-    out = px.copy()
     weight = np.zeros(L, np.float32)
     acc = np.zeros_like(px)
     for a, b in runs:  # displacements a..b-1 cover frames a..b
-        t = np.arange(a, b + 1, dtype=np.float32)
-        if len(t) >= 3:
-            A = np.stack([np.ones_like(t), t - t.mean()], 1)
-            coef, *_ = np.linalg.lstsq(A, px[a:b + 1], rcond=None)
-            fit = A @ coef
+        if b - a >= 2:
+            (p0, v), tm = line(a, b)
+            fit = p0 + v * (np.arange(a, b + 1)[:, None] - tm)
         else:
             fit = px[a:b + 1]
         acc[a:b + 1] += fit
@@ -233,6 +259,40 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
                 group["lr"] = (0.05 + 0.55 * (1 - i / iters)) / max(H, W)
             opt.step()
     return fold(p.detach(), margin)[0].view(B, L, S, 2)
+
+
+def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
+            presence: "torch.Tensor", obs: "torch.Tensor", margin: "torch.Tensor") -> "torch.Tensor":
+    """Tracking by synthesis in time: in each frame, each slot's position obs (B, L, S, 2)
+    stays, takes the other slot's position, or is replaced by its constant-velocity
+    prediction from the two frames before it (reflected at the walls ``margin``), whichever
+    way the glimpses (B, S, C, g, g) drawn over bg (B, C, H, W) reproduce the frame
+    (B, L, C, H, W) best (squared error); a forward pass, then a backward one (predictions
+    from the two frames after). Frame-by-frame detection and refinement lose a digit that
+    overlaps another one, or swap the two; a digit moves on in a straight line between
+    walls, and the glimpses tell which position is right. -> positions (B, L, S, 2), no
+    gradient."""
+    B, L, C, H, W = frames.shape
+    S = glimpses.shape[1]
+    if L < 3:
+        return obs
+    obs = obs.detach().clone()
+    # every combination of each slot's candidates: own position, other slot's, predicted
+    pick = torch.cartesian_prod(*[torch.arange(S + 1)] * S).view(-1, S)  # (K, S)
+    K = pick.shape[0]
+    ar = torch.arange(B)
+    with torch.no_grad():
+        for order, step in ((range(2, L), 1), (range(L - 3, -1, -1), -1)):
+            for t in order:
+                near, far = obs[:, t - step], obs[:, t - 2 * step]
+                pred = fold(2 * near - far, margin)[0]  # (B, S, 2)
+                options = torch.stack([obs[:, t, (torch.arange(S) + k) % S] for k in range(S)]
+                                      + [pred], 2)  # (B, S, S + 1, 2): own, other, predicted
+                cand = options[:, torch.arange(S)[None], pick]  # (B, K, S, 2)
+                drawn = draw_clips(glimpses, cand.flatten(0, 1), presence, bg, margin)
+                err = (drawn.view(B, K, C, H, W) - frames[:, t, None]).pow(2).sum((2, 3, 4))
+                obs[:, t] = cand[ar, err.argmin(1)]
+    return obs
 
 
 def draw_clips(glimpses: "torch.Tensor", positions: "torch.Tensor", presence: "torch.Tensor",
