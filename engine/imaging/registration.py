@@ -195,14 +195,14 @@ def register(scan, seg=None, options: RegOptions | None = None, *, progress=None
             raise InputError(f"Registration of {name} failed: {axis} look flipped in its header "
                              f"(the mirrored scan matches the template better, NCC {val:.2f} "
                              f"vs {abs(after_aff):.2f}); fix the orientation in the header.")
-    if coverage < MIN_COVERAGE:      # before the match: a partial view also matches poorly
-        raise InputError(f"Registration of {name} failed: the scan covers only part of the head "
-                         f"({100 * coverage:.0f} % of the template brain lies inside its field "
-                         "of view).")
     if abs(after_aff) < MIN_NCC:
         raise InputError(f"Registration of {name} failed: it does not look like a brain (match "
                          f"with the MNI152 template after alignment NCC {after_aff:.2f}, "
                          f"below {MIN_NCC}).")
+    if coverage < MIN_COVERAGE:
+        raise InputError(f"Registration of {name} failed: the scan covers only part of the head "
+                         f"({100 * coverage:.0f} % of the template brain lies inside its field "
+                         "of view).")
     cancel.check()
     pts, _ = _metric_points(4.0)
     shift = float(np.percentile(np.linalg.norm(apply_affine(A, pts) - pts, axis=1), 95))
