@@ -5,7 +5,8 @@ draws a new random velocity as in training ("random bounce") or keeps its mirror
 as in the original Moving MNIST ("reflect bounce"); slow digits move 1.3-3.8 px per frame,
 fast ones 3.2-6.4 px, training draws from 1.3-6.4; "svg" clips follow the generator of
 Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 32 px digits summed, integer
-positions and velocities of -4..4 px per axis, both redrawn at a wall; see svg_clips), conditioning on N = 10 frames and predicting M = 10, 8 samples.
+positions and velocities of -4..4 px per axis, both redrawn at a wall; see svg_clips),
+conditioning on N = 10 frames and predicting M = 10, 8 samples.
 
 Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
 best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
@@ -39,6 +40,7 @@ import numpy as np  # noqa: E402
 N_CONTEXT, HORIZON, SAMPLES, SIZE = 10, 10, 8, 64
 BASELINES = ("copy-last-frame", "black frame", "context mean")
 SPEEDS = {"slow": (0.02, 0.06), "fast": (0.05, 0.10)}  # frame widths per frame
+DEMO = Path(__file__).resolve().parents[1] / "resources" / "fsde" / "demo_model.pt"
 
 
 def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random") -> np.ndarray:
@@ -72,7 +74,6 @@ def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random") -> np.nd
                 out[b, t, p[0]:p[0] + ds, p[1]:p[1] + ds] += digit
                 p = p + v
     return np.minimum(out, 1.0)
-DEMO = Path(__file__).resolve().parents[1] / "resources" / "fsde" / "demo_model.pt"
 
 
 def baselines(clips: np.ndarray) -> dict[str, np.ndarray]:

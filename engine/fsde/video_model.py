@@ -230,6 +230,8 @@ class VideoSDE(nn.Module):
                 img = src * own.flatten(0, 1)[:, None].to(src)
             return vr.crop(img, centre.flatten(0, 1), g).view(B, S, C, g, g)
 
+        walls = margin.cpu().numpy()
+
         def smooth(o):  # (B, L, S, 2) -> piecewise straight tracks
             return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W, walls)
                                                for s in range(S)]
@@ -237,7 +239,6 @@ class VideoSDE(nn.Module):
                                     ).to(frames)
 
         px = torch.tensor([H, W]).to(frames)
-        walls = margin.cpu().numpy()
         # centre each glimpse on its ink's centre of mass; fit glimpses and positions jointly
         # to the context frames (frees a glimpse of the other digit's ink: it would not move
         # with it), centre again
@@ -427,7 +428,7 @@ def load_model(path, map_location: str = "cpu") -> VideoSDE:
     kind = blob.get("kind") if isinstance(blob, dict) else None
     if kind in OLD_KINDS:
         raise InputError(f"The model '{path}' was made by an older version of the video model "
-                         f"and cannot be used: retrain it with fsde train.")
+                         "and cannot be used: retrain it with fsde train.")
     try:
         if kind != KIND:
             raise ValueError(kind)

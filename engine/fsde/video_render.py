@@ -262,7 +262,8 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
 
 
 def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
-            presence: "torch.Tensor", obs: "torch.Tensor", margin: "torch.Tensor") -> "torch.Tensor":
+            presence: "torch.Tensor", obs: "torch.Tensor",
+            margin: "torch.Tensor") -> "torch.Tensor":
     """Tracking by synthesis in time: in each frame, each slot's position obs (B, L, S, 2)
     stays, takes the other slot's position, or is replaced by its constant-velocity
     prediction from the two frames before it (reflected at the walls ``margin``), whichever
@@ -280,15 +281,15 @@ def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor"
     # every combination of each slot's candidates: own position, other slot's, predicted
     pick = torch.cartesian_prod(*[torch.arange(S + 1)] * S).view(-1, S)  # (K, S)
     K = pick.shape[0]
-    ar = torch.arange(B)
+    ar, slots = torch.arange(B), torch.arange(S)
     with torch.no_grad():
         for order, step in ((range(2, L), 1), (range(L - 3, -1, -1), -1)):
             for t in order:
                 near, far = obs[:, t - step], obs[:, t - 2 * step]
                 pred = fold(2 * near - far, margin)[0]  # (B, S, 2)
-                options = torch.stack([obs[:, t, (torch.arange(S) + k) % S] for k in range(S)]
-                                      + [pred], 2)  # (B, S, S + 1, 2): own, other, predicted
-                cand = options[:, torch.arange(S)[None], pick]  # (B, K, S, 2)
+                options = torch.stack([obs[:, t, (slots + k) % S] for k in range(S)] + [pred],
+                                      2)  # (B, S, S + 1, 2): own, other, predicted
+                cand = options[:, slots[None], pick]  # (B, K, S, 2)
                 drawn = draw_clips(glimpses, cand.flatten(0, 1), presence, bg, margin)
                 err = (drawn.view(B, K, C, H, W) - frames[:, t, None]).pow(2).sum((2, 3, 4))
                 obs[:, t] = cand[ar, err.argmin(1)]
