@@ -12,7 +12,11 @@ Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and t
 best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
 architecture, same training budget and batches), copy-last-frame, an all-black frame and the
 mean of the context frames; the learned H; training wall and CPU time. ``--seeds 3`` trains
-three seeds of both models and reports their spread.
+three seeds of both models and reports their spread. A bound is scored beside them: the
+*ideal* forecaster's 8 futures, drawn by the clip generator itself from each digit's true
+position and velocity at the last context frame (no model can know more, except that it
+also knows a velocity redrawn at a wall in the last context step, which the frames do not
+show yet): after a random bounce even its sample mean spreads.
 
     .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
         [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both]
@@ -39,41 +43,53 @@ import numpy as np  # noqa: E402
 
 N_CONTEXT, HORIZON, SAMPLES, SIZE = 10, 10, 8, 64
 BASELINES = ("copy-last-frame", "black frame", "context mean")
+IDEAL = "ideal (true state, generator's futures)"  # a bound, not a baseline: see run()
 SPEEDS = {"slow": (0.02, 0.06), "fast": (0.05, 0.10)}  # frame widths per frame
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "fsde" / "demo_model.pt"
 
 
-def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random") -> np.ndarray:
+def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random", futures: int = 0):
     """Held-out clips (n, N+M, 64, 64) made the way Denton & Fergus's Stochastic Moving MNIST
     generator (SVG, 2018) makes them, written from its description: each digit resized to
     32 x 32 at an integer top-left corner in [0, 32), integer velocity in -4..4 px per axis; a
     digit that left the frame is put back on the edge and, with random bounces, draws a new
     velocity (1..4 px away from the wall, -4..4 along it; reflect: mirrored); digits summed,
-    clipped at 1."""
+    clipped at 1. With ``futures`` > 0 also returns that many futures (futures, n, M, 64, 64)
+    drawn by the same generator from each digit's true state after the context frames."""
     from engine._cv2 import cv2
     from engine.fsde.video_data import TEST_DIGITS, mnist_digits
 
-    rng = np.random.default_rng(seed)
+    rng, fut_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     pool = mnist_digits()[0][TEST_DIGITS]
     size, ds = SIZE, 32
+
+    def run(digit, p, v, frames, r):  # draw into frames (T, H, W), moving p, v in place
+        for t in range(len(frames)):
+            for ax in (0, 1):
+                if p[ax] < 0 or p[ax] >= size - ds:
+                    inward = 1 if p[ax] < 0 else -1
+                    p[ax] = 0 if p[ax] < 0 else size - ds - 1
+                    if bounce == "random":
+                        v[ax], v[1 - ax] = inward * r.integers(1, 5), r.integers(-4, 5)
+                    else:
+                        v[ax] = -v[ax]
+            frames[t, p[0]:p[0] + ds, p[1]:p[1] + ds] += digit
+            p += v
+
     out = np.zeros((n, N_CONTEXT + HORIZON, size, size), np.float32)
+    fut = np.zeros((futures, n, HORIZON, size, size), np.float32)
     for b in range(n):
         for _ in range(n_digits):
             digit = cv2.resize(pool[rng.integers(len(pool))], (ds, ds)).astype(np.float32) / 255
             p = rng.integers(0, size - ds, 2)  # (row, col)
             v = rng.integers(-4, 5, 2)
-            for t in range(out.shape[1]):
-                for ax in (0, 1):
-                    if p[ax] < 0 or p[ax] >= size - ds:
-                        inward = 1 if p[ax] < 0 else -1
-                        p[ax] = 0 if p[ax] < 0 else size - ds - 1
-                        if bounce == "random":
-                            v[ax], v[1 - ax] = inward * rng.integers(1, 5), rng.integers(-4, 5)
-                        else:
-                            v[ax] = -v[ax]
-                out[b, t, p[0]:p[0] + ds, p[1]:p[1] + ds] += digit
-                p = p + v
-    return np.minimum(out, 1.0)
+            run(digit, p, v, out[b, :N_CONTEXT], rng)
+            state = p.copy(), v.copy()
+            run(digit, p, v, out[b, N_CONTEXT:], rng)
+            for f in range(futures):
+                run(digit, state[0].copy(), state[1].copy(), fut[f, b], fut_rng)
+    out = np.minimum(out, 1.0)
+    return (out, np.minimum(fut, 1.0)) if futures else out
 
 
 def baselines(clips: np.ndarray) -> dict[str, np.ndarray]:
@@ -95,16 +111,21 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
 def evaluate(model, clips: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """Sample-mean PSNR / SSIM and best-of-samples PSNR per predicted frame (M,)."""
     from engine._torch import torch
-    from engine.fsde.video_data import psnr
 
-    truth = clips[:, N_CONTEXT:]
     torch.manual_seed(seed)
     preds = []
     with torch.no_grad():
         for i in range(0, len(clips), 10):
             x = torch.from_numpy(clips[i:i + 10, :N_CONTEXT, None])
             preds.append(model.forecast(x, HORIZON, SAMPLES)[:, :, N_CONTEXT:, 0].numpy())
-    samples = np.concatenate(preds, axis=1)  # (S, B, M, H, W)
+    return score_samples(np.concatenate(preds, axis=1), clips[:, N_CONTEXT:])
+
+
+def score_samples(samples: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Samples (S, B, M, H, W) against truth (B, M, H, W): sample-mean PSNR / SSIM and
+    best-of-samples PSNR per predicted frame (M,)."""
+    from engine.fsde.video_data import psnr
+
     out = scores(samples.mean(0), truth)
     best = np.max([[psnr(s[b], truth[b]) for b in range(len(truth))] for s in samples], axis=0)
     out["best"] = best.mean(0)
@@ -130,22 +151,25 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
 def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Path,
         demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",),
         kinds: tuple[str, ...] = ("slow", "fast", "svg")) -> dict:
-    from engine.fsde.video_data import moving_digits
+    from engine.fsde.video_data import continue_digits, moving_digits
 
-    def clips(kind, bounce, d):
+    def clips(kind, bounce, d):  # -> clips (B, N+M, H, W), the ideal's futures (S, B, M, H, W)
         if kind == "svg":
-            return svg_clips(n_clips, d, seed=7240 + d, bounce=bounce)
-        return moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
-                             split="test", bounce=bounce, speed=SPEEDS[kind]).frames
+            return svg_clips(n_clips, d, seed=7240 + d, bounce=bounce, futures=SAMPLES)
+        made = moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
+                             split="test", bounce=bounce, speed=SPEEDS[kind])
+        return made.frames, continue_digits(made, N_CONTEXT - 1, HORIZON, SAMPLES, seed=d)
 
-    sets = {f"{d} digit{'s' if d > 1 else ''}, {k}, {b} bounce": clips(k, b, d)
+    made = {f"{d} digit{'s' if d > 1 else ''}, {k}, {b} bounce": clips(k, b, d)
             for k in kinds for b in bounces for d in (1, 2)}
+    sets = {name: frames for name, (frames, _) in made.items()}
     res: dict = {"steps": steps, "batch": batch, "lr": lr, "clips": n_clips, "seeds": seeds,
                  "threads": int(os.environ["WORKBENCH_THREADS"]), "rows": {d: {} for d in sets},
                  "models": {}}
-    for d, clips in sets.items():
+    for d, (clips, futures) in made.items():
         for name, pred in baselines(clips).items():
             res["rows"][d][name] = scores(pred, clips[:, N_CONTEXT:])
+        res["rows"][d][IDEAL] = score_samples(futures, clips[:, N_CONTEXT:])
     models = []
     if demo and DEMO.is_file():
         from engine.fsde.video_model import load_model

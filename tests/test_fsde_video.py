@@ -54,6 +54,30 @@ def test_moving_digits_stay_in_frame_and_bounce(size, n_digits):
     assert np.abs(acc[free]).max() < 1e-4
 
 
+def test_continued_digits_follow_the_clip_until_a_random_bounce():
+    """continue_digits draws futures with the generator from the true state: with mirror
+    bounces they are the clip itself; with random bounces they agree with it up to the first
+    bounce after the hand-over and differ from each other after it."""
+    from engine.fsde.video_data import continue_digits
+
+    made = moving_digits(4, 20, 64, 2, seed=3, split="test", bounce="reflect")
+    fut = continue_digits(made, 9, 10, samples=2)
+    assert fut.shape == (2, 4, 10, 64, 64)
+    assert np.abs(fut - made.frames[None, :, 10:]).max() < 1e-4
+    made = moving_digits(12, 20, 64, 1, seed=4, split="test", speed=(0.05, 0.10))
+    fut = continue_digits(made, 9, 10, samples=3, seed=1)
+    checked = 0
+    for b in range(12):
+        hits = np.flatnonzero(made.bounces[b, 9:, 0])
+        if len(hits) == 0:
+            continue
+        t, checked = hits[0], checked + 1  # the step after frame 9 + t draws a new velocity
+        assert np.abs(fut[:, b, :t + 1] - made.frames[b, 10:11 + t]).max() < 1e-4
+        if t + 2 < 10:  # the new velocity shows one frame later
+            assert np.abs(fut[0, b, t + 2] - fut[1, b, t + 2]).max() > 0.5
+    assert checked >= 6
+
+
 def test_moving_digits_deterministic_from_seed():
     a = moving_digits(3, 12, seed=7).frames
     assert np.array_equal(a, moving_digits(3, 12, seed=7).frames)
@@ -541,6 +565,34 @@ def test_quiet_forecast_carries_the_digit_on_at_its_velocity():
     # a bounce in the last context frames is where it goes wrong (the wall sits where the
     # glimpse's centre of ink says, which can be a pixel off): 2 of these 6 clips
     assert np.median(err) < 2.0 and (err.max(1) < 2.5).sum() >= 4, err.round(1)
+
+
+def test_forecast_hands_over_the_tracked_velocity():
+    """Away from the walls a quiet forecast goes on at the velocity of the last observed
+    interval: the prior starts from the tracked positions' slope, not from the posterior
+    state's velocity, which carries the control's last correction (with H = 0.35, as trained,
+    that put the digit a median 0.7 px off within six frames; now 0.15)."""
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE
+    from engine.fsde.video_render import fold
+
+    data = moving_digits(100, 16, 64, 1, seed=5, split="test", bounce="reflect",
+                         speed=(0.04, 0.08))
+    straight = ~data.bounces[:, 6:].any(1)[:, 0]  # no wall from the last context frames on
+    clips, pos = data.frames[straight][:8], data.positions[straight][:8, :, 0]
+    assert len(clips) == 8
+    model = VideoSDE({"context": 10, "horizon": 6, "hurst": 0.35})
+    with torch.no_grad():
+        for name in ("raw_free", "raw_wall", "raw_p"):
+            getattr(model.sde.diffusion, name).fill_(-12.0)
+        model.q0_logvar.fill_(-30.0)
+        enc = model.encode(torch.from_numpy(clips[:, :10, None]), 10)
+        xs, _, _ = model._latents(enc, 16, n_obs=10)
+    pred = fold(xs[:, :, :2], enc["margin"])[0].numpy().transpose(1, 0, 2) * 64  # slot 0, px
+    track = enc["obs"][:, :10, 0].numpy() * 64
+    # the glimpse centre sits at a fixed offset from the top-left corner: compare the motion
+    err = np.linalg.norm((pred[:, 10:] - track[:, 9:10]) - (pos[:, 10:] - pos[:, 9:10]), axis=-1)
+    assert np.median(err.max(1)) < 0.3, err.max(1).round(2)
 
 
 def test_fold_bounces_between_the_walls():

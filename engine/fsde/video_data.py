@@ -41,11 +41,18 @@ def digit_size(size: int) -> int:
 @dataclass
 class DigitClips:
     """``frames`` (B, T, S, S) float32 in [0, 1]; ``positions`` (B, T, D, 2) top-left corner of
-    each digit (row, col) in pixels; ``bounces`` (B, T, D) bool: the digit hit a wall at t."""
+    each digit (row, col) in pixels; ``bounces`` (B, T, D) bool: the digit hit a wall at t;
+    ``velocities`` (B, T, D, 2) the velocity (px per frame) that moves it on from t;
+    ``glyphs`` (B, D, d, d) the digits drawn; ``speed`` and ``bounce`` as generated (what
+    :func:`continue_digits` needs)."""
 
     frames: np.ndarray
     positions: np.ndarray
     bounces: np.ndarray
+    velocities: np.ndarray
+    glyphs: np.ndarray
+    speed: tuple[float, float]
+    bounce: str
 
 
 def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 1,
@@ -73,49 +80,83 @@ def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 
     pool = images[TRAIN_DIGITS if split == "train" else TEST_DIGITS]
     rng = np.random.default_rng(seed)
     d = digit_size(size)
-    lim = float(size - d)  # top-left corner lives in [0, lim]
     frames = np.zeros((n_videos, n_frames, size, size), np.float32)
     positions = np.zeros((n_videos, n_frames, n_digits, 2), np.float32)
+    velocities = np.zeros((n_videos, n_frames, n_digits, 2), np.float32)
     bounces = np.zeros((n_videos, n_frames, n_digits), bool)
-
-    def velocity(sign_r: float = 0.0, sign_c: float = 0.0) -> np.ndarray:
-        speed_px = rng.uniform(*speed) * size
-        angle = rng.uniform(0, 2 * np.pi)
-        v = speed_px * np.array([np.sin(angle), np.cos(angle)])
-        if sign_r:
-            v[0] = sign_r * max(abs(v[0]), 0.25 * speed_px)
-        if sign_c:
-            v[1] = sign_c * max(abs(v[1]), 0.25 * speed_px)
-        return v
-
+    glyphs = np.zeros((n_videos, n_digits, d, d), np.float32)
     for b in range(n_videos):
         idx = rng.integers(0, len(pool), n_digits)
-        glyphs = [cv2.resize(pool[i], (d, d), interpolation=cv2.INTER_AREA).astype(np.float32)
-                  / 255.0 for i in idx]
-        pos = rng.uniform(0, lim, (n_digits, 2))
-        vel = np.stack([velocity() for _ in range(n_digits)])
-        for t in range(n_frames):
-            for k in range(n_digits):
-                _draw(frames[b, t], glyphs[k], pos[k])
-                positions[b, t, k] = pos[k]
-                nxt = pos[k] + vel[k]
-                hit_r = nxt[0] < 0 or nxt[0] > lim
-                hit_c = nxt[1] < 0 or nxt[1] > lim
-                if hit_r or hit_c:
-                    bounces[b, t, k] = True
-                    # reflect at the wall, then a new random velocity pointing back inside
-                    nxt = np.abs(nxt)
-                    nxt = np.where(nxt > lim, 2 * lim - nxt, nxt)
-                    nxt = np.clip(nxt, 0, lim)
-                    sr = (1.0 if pos[k, 0] + vel[k, 0] < 0 else -1.0) if hit_r else 0.0
-                    sc = (1.0 if pos[k, 1] + vel[k, 1] < 0 else -1.0) if hit_c else 0.0
-                    if bounce == "random":
-                        vel[k] = velocity(sr, sc)
-                    else:
-                        vel[k] *= np.where([hit_r, hit_c], -1.0, 1.0)
-                pos[k] = nxt
+        glyphs[b] = [cv2.resize(pool[i], (d, d), interpolation=cv2.INTER_AREA).astype(
+            np.float32) / 255.0 for i in idx]
+        pos = rng.uniform(0, size - d, (n_digits, 2))
+        vel = np.stack([_velocity(rng, speed, size) for _ in range(n_digits)])
+        _run_digits(frames[b], glyphs[b], pos, vel, rng, speed, bounce, positions[b],
+                    velocities[b], bounces[b])
     np.clip(frames, 0.0, 1.0, out=frames)
-    return DigitClips(frames, positions, bounces)
+    return DigitClips(frames, positions, bounces, velocities, glyphs, tuple(speed), bounce)
+
+
+def continue_digits(clips: DigitClips, t0: int, n_frames: int, samples: int,
+                    seed: int = 0) -> np.ndarray:
+    """``samples`` futures of each clip: the ``n_frames`` frames after frame ``t0``, drawn by
+    the generator itself from the digits' true positions and velocities at ``t0`` with fresh
+    random bounces (what an ideal forecaster that knows the state and the generator would
+    sample). -> (samples, B, n_frames, S, S) float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    B, _, size = clips.frames.shape[:3]
+    out = np.zeros((samples, B, n_frames + 1, size, size), np.float32)
+    for s in range(samples):
+        for b in range(B):
+            _run_digits(out[s, b], clips.glyphs[b], clips.positions[b, t0].astype(np.float64),
+                        clips.velocities[b, t0].astype(np.float64), rng, clips.speed,
+                        clips.bounce)
+    return np.clip(out[:, :, 1:], 0.0, 1.0)
+
+
+def _velocity(rng, speed, size, sign_r: float = 0.0, sign_c: float = 0.0) -> np.ndarray:
+    """A random velocity (px per frame) with speed uniform in ``speed`` frame widths; a nonzero
+    sign forces that component's direction (at least a quarter of the speed)."""
+    speed_px = rng.uniform(*speed) * size
+    angle = rng.uniform(0, 2 * np.pi)
+    v = speed_px * np.array([np.sin(angle), np.cos(angle)])
+    if sign_r:
+        v[0] = sign_r * max(abs(v[0]), 0.25 * speed_px)
+    if sign_c:
+        v[1] = sign_c * max(abs(v[1]), 0.25 * speed_px)
+    return v
+
+
+def _run_digits(frames, glyphs, pos, vel, rng, speed, bounce, positions=None, velocities=None,
+                bounces=None) -> None:
+    """Draw digits ``glyphs`` (D, d, d) from ``pos`` / ``vel`` (D, 2), changed in place, into
+    ``frames`` (T, S, S): at each frame draw, then step on; a digit whose next step would
+    leave the frame is reflected at the wall and draws a new random inward velocity
+    (``bounce="random"``) or has it mirrored. Records into the optional arrays."""
+    size = frames.shape[-1]
+    lim = float(size - glyphs.shape[-1])  # top-left corner lives in [0, lim]
+    for t in range(len(frames)):
+        for k in range(len(glyphs)):
+            _draw(frames[t], glyphs[k], pos[k])
+            if positions is not None:
+                positions[t, k], velocities[t, k] = pos[k], vel[k]
+            nxt = pos[k] + vel[k]
+            hit_r = nxt[0] < 0 or nxt[0] > lim
+            hit_c = nxt[1] < 0 or nxt[1] > lim
+            if hit_r or hit_c:
+                if bounces is not None:
+                    bounces[t, k] = True
+                # reflect at the wall, then a new random velocity pointing back inside
+                nxt = np.abs(nxt)
+                nxt = np.where(nxt > lim, 2 * lim - nxt, nxt)
+                nxt = np.clip(nxt, 0, lim)
+                sr = (1.0 if pos[k, 0] + vel[k, 0] < 0 else -1.0) if hit_r else 0.0
+                sc = (1.0 if pos[k, 1] + vel[k, 1] < 0 else -1.0) if hit_c else 0.0
+                if bounce == "random":
+                    vel[k] = _velocity(rng, speed, size, sr, sc)
+                else:
+                    vel[k] *= np.where([hit_r, hit_c], -1.0, 1.0)
+            pos[k] = nxt
 
 
 def _draw(frame: np.ndarray, glyph: np.ndarray, pos: np.ndarray) -> None:

@@ -22,8 +22,8 @@ refine), checks the positions against straight-line predictions in time (correct
 makes the tracks piecewise straight (smooth_track); the control u steers each
 slot's velocity so that the path passes through the tracked positions (u = 0 on the position
 coordinates). Training uses the whole clip (context + horizon); forecasting observes the
-first N frames, then samples the prior (u = 0) from the last observed pose with the MA-fBM
-memory restarted.
+first N frames, then samples the prior (u = 0) from the last observed position, with the
+velocity of the last observed interval and the MA-fBM memory restarted.
 
 ELBO (per clip, nats) = log p(frames | x) - KL(q(x0) || N(0, I)) - E 0.5 int |u|^2 dt; the
 loss adds the pixel NLL and 1 - SSIM of the forecast's sample mean
@@ -60,8 +60,8 @@ DEFAULT_CONFIG = {
     "horizon": 10,  # M: frames predicted by the prior
     "substeps": 2,  # solver steps per frame interval
     "forecast_weight": 1.0,  # weight of the forecast's sample-mean pixel NLL in the loss
-    "forecast_ssim": 5.0,  # weight of 1 - SSIM of the forecast's sample mean (both 0: no
-                           # forecast term; the ELBO then fits the noise scales and H)
+    "forecast_ssim": 15.0,  # weight of 1 - SSIM of the forecast's sample mean (both 0: no
+                            # forecast term; the ELBO then fits the noise scales and H)
 }
 
 
@@ -301,11 +301,17 @@ class VideoSDE(nn.Module):
         if n_obs >= n_frames:
             xs, path_kl = sde.solve(x0, times, control=control, dt=h)
             return xs, path_kl, gaussian_kl(m0, lv0)
-        # forecast: the prior starts from the last observed pose with the noise memory y
-        # restarted (a fresh type-II MA-fBM from that frame; carrying the posterior's y over
-        # pushed forecasts several pixels per frame off, see docs/fsde_video.md)
+        # forecast: the prior starts from the last observed position with the velocity of the
+        # last observed interval (the posterior state's own velocity carries the control's
+        # last correction and the posterior noise of that step: up to 0.3 px per frame off)
+        # and the noise memory y restarted (a fresh type-II MA-fBM from that frame; carrying
+        # the posterior's y over pushed forecasts several pixels per frame off, see
+        # docs/fsde_video.md)
         seen, path_kl, (x, _) = sde.solve(x0, times[:n_obs], control=control, dt=h,
                                           return_state=True)
+        if n_obs > 1:
+            p = seen[-2:].view(2, Bs, S, 4)[..., :2]
+            x = torch.cat([p[1], (p[1] - p[0]) / step], -1).flatten(1)
         ahead, _ = sde.solve(x, times[n_obs - 1:], dt=h)
         return torch.cat([seen, ahead[1:]]), path_kl, gaussian_kl(m0, lv0)
 
