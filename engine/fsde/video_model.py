@@ -107,8 +107,8 @@ class SlotDiffusion(nn.Module):
     can concentrate where an object bounces and draws a new velocity, in proportion to its
     speed |v| (a slow digit's new velocity is spread less widely than a fast one's: one noise
     scale fitted to fast digits swamps slow ones). All learned, positive.
-    ``margin`` (2,) (normalised wall margins) is set per clip; ``step`` is the time between
-    frames. (B, 4S) -> (B, 4S)."""
+    ``margin`` (B, 1, 2) (each clip's walls, normalised) is set per batch; ``step`` is the
+    time between frames. (B, 4S) -> (B, 4S)."""
 
     def __init__(self, slots: int, step: float):
         super().__init__()
@@ -182,14 +182,15 @@ class VideoSDE(nn.Module):
         ``n_context`` frames, the background, the glimpses and which slots are present.
 
         Returns ``obs`` (B, L, S, 2) tracked positions, ``presence`` (B, S), ``glimpses``
-        (B, S, C, g, g), ``bg`` (B, C, H, W), ``margin`` (2,), ``g``."""
+        (B, S, C, g, g), ``bg`` (B, C, H, W), ``margin`` (B, 1, 2) (each clip's walls, from
+        the size of its objects: :func:`~engine.fsde.video_render.wall_margins`), ``g``."""
         import numpy as np
 
         B, L, C, H, W = frames.shape
         S = self.config["slots"]
         g = vr.glimpse_px(H, W, self.config["glimpse"])
         bg = frames[:, :n_context].min(1).values
-        margin = vr.margins(H, W, g, frames.device)
+        first_walls = vr.margins(H, W, g, frames.device)
         ink = (frames - bg[:, None]).clamp_min(0)
         pos, valid = vr.detect(ink.mean(2).flatten(0, 1), g, n=S)
         pos, valid = pos.reshape(B, L, S, 2), valid.reshape(B, L, S)
@@ -197,7 +198,9 @@ class VideoSDE(nn.Module):
         presence = np.zeros((B, S), np.float32)
         pick = np.zeros((B, S), np.int64)
         for b in range(B):
-            o, seen, _ = vr.track(pos[b], valid[b], S, margin.tolist())
+            o, seen, _ = vr.track(pos[b], valid[b], S, first_walls.tolist())
+            if S == 2:
+                o, seen = vr.merge_piece(o, seen, n_context, g, H, W)
             obs[b] = o
             for s in range(S):
                 ctx = seen[:n_context, s]
@@ -230,30 +233,31 @@ class VideoSDE(nn.Module):
                 img = src * own.flatten(0, 1)[:, None].to(src)
             return vr.crop(img, centre.flatten(0, 1), g).view(B, S, C, g, g)
 
-        walls = margin.cpu().numpy()
-
-        def smooth(o):  # (B, L, S, 2) -> piecewise straight tracks
-            return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W, walls)
+        def smooth(o, margin):  # (B, L, S, 2) -> piecewise straight tracks
+            walls = margin.expand(B, 1, 2)[:, 0].cpu().numpy()
+            return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W, w)
                                                for s in range(S)]
-                                              for t in o.cpu().numpy()]).transpose(0, 2, 1, 3)
-                                    ).to(frames)
+                                              for t, w in zip(o.cpu().numpy(), walls)]
+                                             ).transpose(0, 2, 1, 3)).to(frames)
 
         px = torch.tensor([H, W]).to(frames)
         # centre each glimpse on its ink's centre of mass; fit glimpses and positions jointly
         # to the context frames (frees a glimpse of the other digit's ink: it would not move
-        # with it), centre again
+        # with it), centre again; the walls are half a glimpse from the edges until the
+        # glimpses tell the objects' size
         shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)
-        obs_t = smooth(obs_t + (shift / px)[:, None])
+        obs_t = smooth(obs_t + (shift / px)[:, None], first_walls)
         glimpses, ctx = vr.decompose(frames[:, :n_context], bg, cut(obs_t), pres_t,
-                                     obs_t[:, :n_context], margin)
+                                     obs_t[:, :n_context], first_walls)
         glimpses, shift = vr.centre_glimpses(glimpses)
         obs_t = torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
+        margin = vr.wall_margins(glimpses, pres_t, H, W)
         # fit the positions in all frames, check them against straight-line predictions in
         # time (a digit lost or swapped where it overlaps the other one), fit again
         obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
         obs_t = vr.correct(frames, bg, glimpses, pres_t, obs_t, margin)
         obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
-        return {"obs": smooth(obs_t), "presence": pres_t, "glimpses": glimpses, "bg": bg,
+        return {"obs": smooth(obs_t, margin), "presence": pres_t, "glimpses": glimpses, "bg": bg,
                 "margin": margin, "g": g}
 
     def _set_margin(self, margin) -> None:
@@ -276,7 +280,7 @@ class VideoSDE(nn.Module):
         m0 = torch.cat([obs[:, 0], v0], -1).flatten(1)  # (Bs, 4S)
         lv0 = self.q0_logvar.repeat(S).expand_as(m0)
         x0 = m0 + torch.randn_like(m0) * (0.5 * lv0).exp()
-        margin = enc["margin"]
+        margin = enc["margin"].repeat(samples, 1, 1) if samples > 1 else enc["margin"]
         self._set_margin(margin)
         sde = self.sde
         w = sde.omega().to(obs)
@@ -324,7 +328,7 @@ class VideoSDE(nn.Module):
         bg = rep(enc["bg"])
         pos = xs.view(L, Bs, S, 4)[..., :2].transpose(0, 1).flatten(0, 1)  # (Bs * L, S, 2)
         canvas = vr.draw_clips(rep(enc["glimpses"]), pos, rep(enc["presence"]), bg,
-                               enc["margin"])
+                               rep(enc["margin"]))
         if self.residual is not None:
             canvas = (canvas + self.residual(canvas)).clamp(0.0, 1.0)
         return canvas.view(Bs, L, *bg.shape[1:])

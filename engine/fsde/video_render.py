@@ -2,14 +2,17 @@
 
 Coordinates: a position is the centre of an object in *normalised* frame coordinates
 (row / H, column / W), continuous (pixel i covers [i, i + 1)), so (0.5, 0.5) is the frame's
-centre. Objects live between walls at ``margin`` = half a glimpse from each edge; latent
-positions are unfolded (any real number) and :func:`fold` reflects them into
-[margin, 1 - margin], which is how a digit bounces off a wall.
+centre. Objects live between walls ``margin`` from each edge (:func:`wall_margins`: from the
+size of their ink; per clip, (B, 1, 2), or (2,) for every clip); latent positions are unfolded
+(any real number) and :func:`fold` reflects them into [margin, 1 - margin], which is how a
+digit bounces off a wall.
 
 * :func:`detect` (no gradient): the two strongest blobs of ink (Gaussian-blurred frame minus
   background, sub-pixel peak by a quadratic fit; the second after removing the first's glimpse).
 * :func:`track`: consistent slot identities over a clip (constant-velocity prediction and
-  nearest assignment); a second slot is "born" when a second object is seen.
+  nearest assignment); a second slot is "born" when a second object is seen;
+  :func:`merge_piece` merges a second slot that moves rigidly with the first into it.
+* :func:`wall_margins`: each clip's walls, from the size of its objects' ink.
 * :func:`correct`: tracking by synthesis in time (constant-velocity predictions checked
   against the frames with the glimpses).
 * :func:`crop` / :func:`render`: glimpses (B, S, C, g, g) cut at positions and drawn back at
@@ -36,6 +39,53 @@ def glimpse_px(height: int, width: int, frac: float) -> int:
 def margins(height: int, width: int, g: int, device=None) -> "torch.Tensor":
     """Wall margins (row, col) in normalised units: half a glimpse. (2,)"""
     return torch.tensor([g / 2 / height, g / 2 / width], dtype=torch.float32, device=device)
+
+
+def ink_extent(glimpses: "torch.Tensor") -> "torch.Tensor":
+    """Longer side in pixels of the box of the ink of glimpses (N, C, g, g), measured where
+    the ink's row and column profiles (maxima) cross half their peak, to a fraction of a pixel
+    (linear between pixels). (N,); 0 for a glimpse without ink."""
+    ink = glimpses.mean(1)
+    prof = torch.stack([ink.amax(2), ink.amax(1)], 1)  # (N, 2, g): rows, columns
+    g = prof.shape[-1]
+    peak = prof.amax(-1, keepdim=True)
+    half = 0.5 * peak
+    above = prof > half
+
+    def edge(p, a):  # first index above half, and where the profile crosses it before that
+        before = p.gather(-1, (a - 1).clamp_min(0)[..., None])[..., 0]
+        at = p.gather(-1, a[..., None])[..., 0]
+        frac = (at - half[..., 0]) / (at - before).clamp_min(1e-6)
+        return a - torch.where(a > 0, frac.clamp(0, 1), torch.full_like(frac, 0.5))
+
+    first = above.float().argmax(-1)
+    last = g - 1 - above.flip(-1).float().argmax(-1)
+    lo = edge(prof, first)
+    hi = g - 1 - edge(prof.flip(-1), g - 1 - last)
+    side = (hi - lo).amax(-1)
+    return torch.where(peak[:, :, 0].amax(-1) > 1e-6, side, torch.zeros_like(side))
+
+
+def wall_margins(glimpses: "torch.Tensor", presence: "torch.Tensor", height: int,
+                 width: int) -> "torch.Tensor":
+    """Walls (B, 1, 2) (row, col; normalised) for clips whose objects are the glimpses
+    (B, S, C, g, g) (``presence`` (B, S)): 0.7 times the largest ink extent
+    (:func:`ink_extent`) among the clip's objects (a piece of a digit or a lost one only looks
+    smaller), at most 0.45 of the frame; half a glimpse for a clip without one. A
+    moving-digit sprite is a square box 1.4 times its ink (MNIST: a 20 px digit in a 28 px
+    image), which bounces when the box touches the frame's edge: its centre is then half the
+    box, 0.7 ink extents, from the wall."""
+    B, S, C, g = glimpses.shape[:4]
+    ext = ink_extent(glimpses.flatten(0, 1)).view(B, S)
+    n = presence.sum(1)
+    px = torch.where(n > 0, 0.7 * (ext * presence).amax(1), torch.full_like(n, g / 2))
+    size = torch.tensor([height, width]).to(px)
+    return (px[:, None] / size).clamp(max=0.45)[:, None]  # (B, 1, 2)
+
+
+def per_frame(margin: "torch.Tensor", B: int, L: int) -> "torch.Tensor":
+    """Walls (2,) or (B, 1, 2) -> (B * L, 1, 2): one row per frame of B clips of L frames."""
+    return margin.expand(B, 1, 2)[:, None].expand(B, L, 1, 2).flatten(0, 1)
 
 
 def fold(p: "torch.Tensor", m: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -163,6 +213,27 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
     return obs, seen, born
 
 
+def merge_piece(obs: np.ndarray, seen: np.ndarray, n_context: int, g: int, height: int,
+                width: int, jitter_px: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two-slot tracks obs (L, 2, 2) (normalised), seen (L, 2) from :func:`track`: when slot 1
+    is seen with slot 0 in at least 3 of the first ``n_context`` frames, always within 0.6 of
+    a glimpse g of it on both axes and at an offset that varies by at most ``jitter_px``
+    pixels, it is a piece of slot 0's object (an object larger than the ink :func:`detect`
+    removes around the first peak): slot 0 moves to the middle of the two, slot 1 is
+    dropped (not seen; it follows slot 0). -> (obs, seen), new arrays."""
+    both = seen[:n_context].all(1)
+    if both.sum() < 3:
+        return obs, seen
+    px = np.array([height, width], np.float64)
+    off = (obs[:n_context][both, 1] - obs[:n_context][both, 0]) * px  # (n, 2) pixels
+    if np.abs(off).max() > 0.6 * g or np.ptp(off, axis=0).max() > jitter_px:
+        return obs, seen
+    obs, seen = obs.copy(), seen.copy()
+    obs[:, 0] += (0.5 * off.mean(0) / px).astype(obs.dtype)
+    obs[:, 1], seen[:, 1] = obs[:, 0], False
+    return obs, seen
+
+
 def smooth_track(obs: np.ndarray, height: int, width: int, margin=None,
                  jump_px: float = 0.75, slack_px: float = 3.0) -> np.ndarray:
     """Piecewise-straight version of a slot track obs (L, 2) (normalised). The frame-to-frame
@@ -224,8 +295,8 @@ def smooth_track(obs: np.ndarray, height: int, width: int, margin=None,
 def centre_of_ink(glimpses: "torch.Tensor") -> "torch.Tensor":
     """Offset (B, 2) in pixels (row, col) from the centre of glimpses (B, C, g, g) to the
     centre of mass of their ink. MNIST digits are centred on their centre of mass, so moving a
-    glimpse by this offset puts its centre where the digit's box centre is, and the walls (half
-    a glimpse from each edge) where the box bounces."""
+    glimpse by this offset puts its centre where the digit's box centre is, which is what
+    bounces off the walls (:func:`wall_margins`)."""
     ink = glimpses.mean(1).clamp_min(0)
     g = ink.shape[-1]
     c = torch.arange(g, dtype=ink.dtype, device=ink.device) + 0.5 - g / 2
@@ -240,7 +311,7 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
     (B, S, C, g, g) drawn there over the background bg (B, C, H, W) reproduce the frames
     (B, L, C, H, W) (squared error on 4 x 4 blocks, then on pixels; Adam with steps shrinking
     from 0.6 to 0.05 px). Frame-by-frame detection confuses two digits that touch; the glimpses
-    do not. Positions are kept between the walls ``margin`` (2,) by :func:`fold`. -> refined
+    do not. Positions are kept between the walls ``margin`` by :func:`fold`. -> refined
     positions (B, L, S, 2), no gradient."""
     B, L, C, H, W = frames.shape
     S = glimpses.shape[1]
@@ -258,7 +329,7 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
             for group in opt.param_groups:
                 group["lr"] = (0.05 + 0.55 * (1 - i / iters)) / max(H, W)
             opt.step()
-    return fold(p.detach(), margin)[0].view(B, L, S, 2)
+    return fold(p.detach(), per_frame(margin, B, L))[0].view(B, L, S, 2)
 
 
 def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
@@ -305,7 +376,7 @@ def draw_clips(glimpses: "torch.Tensor", positions: "torch.Tensor", presence: "t
     C, H, W = bg.shape[1:]
     L = positions.shape[0] // B
     ex = lambda a: a[:, None].expand(B, L, *a.shape[1:]).flatten(0, 1)  # noqa: E731
-    drawn = render(ex(glimpses), fold(positions, margin)[0], ex(presence), H, W)
+    drawn = render(ex(glimpses), fold(positions, per_frame(margin, B, L))[0], ex(presence), H, W)
     return torch.maximum(drawn, ex(bg))
 
 
@@ -339,7 +410,8 @@ def decompose(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tenso
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return ink.detach().clamp(0, 1), fold(p.detach(), margin)[0].view(B, L, -1, 2)
+    return (ink.detach().clamp(0, 1),
+            fold(p.detach(), per_frame(margin, B, L))[0].view(B, L, -1, 2))
 
 
 def crop(frames: "torch.Tensor", centre: "torch.Tensor", g: int) -> "torch.Tensor":
