@@ -12,8 +12,9 @@ Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and t
 best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
 architecture, same training budget and batches), copy-last-frame, an all-black frame and the
 mean of the context frames; the learned H; training wall and CPU time. ``--seeds 3`` trains
-three seeds of both models; the spread (mean +- std) is reported over all the models whose
-names start with "fractional" (the bundled demo is seed 0) and over those with "Brownian".
+three seeds of both models; the spread (mean +- std) is reported over the models named
+"fractional seed ..." and over those named "Brownian seed ..." (trained here, or given as
+``--model "fractional seed 1=PATH"``).
 A bound is scored beside them: the *ideal* forecaster's 8 futures, drawn by the clip
 generator itself from each digit's true position and velocity at the last context frame (no
 model can know more, except that it also knows a velocity redrawn at a wall in the last
@@ -228,8 +229,8 @@ def print_report(res: dict) -> None:
         wall = f"{m['wall_s']:14.0f}" if m["wall_s"] is not None else f"{'-':>14}"
         cpu = f"{m['cpu_s']:13.0f}" if m["cpu_s"] is not None else f"{'-':>13}"
         print(f"{name:<28}{m['hurst']:7.3f}{wall}{cpu}")
-    for kind in ("fractional", "Brownian"):  # every model whose name starts with the kind
-        names = [n for n in res["models"] if n.startswith(kind)]
+    for kind in ("fractional", "Brownian"):
+        names = [n for n in res["models"] if n.startswith(kind + " seed")]
         if len(names) < 2:
             continue
         print(f"\nSpread over the {len(names)} {kind} models (mean over frames; mean +- std)")

@@ -280,7 +280,7 @@ class VideoSDE(nn.Module):
         m0 = torch.cat([obs[:, 0], v0], -1).flatten(1)  # (Bs, 4S)
         lv0 = self.q0_logvar.repeat(S).expand_as(m0)
         x0 = m0 + torch.randn_like(m0) * (0.5 * lv0).exp()
-        margin = enc["margin"].repeat(samples, 1, 1) if samples > 1 else enc["margin"]
+        margin = enc["margin"].repeat(samples, 1, 1)  # as obs: sample-major
         self._set_margin(margin)
         sde = self.sde
         w = sde.omega().to(obs)

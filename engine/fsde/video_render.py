@@ -71,14 +71,14 @@ def wall_margins(glimpses: "torch.Tensor", presence: "torch.Tensor", height: int
     """Walls (B, 1, 2) (row, col; normalised) for clips whose objects are the glimpses
     (B, S, C, g, g) (``presence`` (B, S)): 0.7 times the largest ink extent
     (:func:`ink_extent`) among the clip's objects (a piece of a digit or a lost one only looks
-    smaller), at most 0.45 of the frame; half a glimpse for a clip without one. A
+    smaller), at most 0.45 of the frame; half a glimpse for a clip without an object with ink. A
     moving-digit sprite is a square box 1.4 times its ink (MNIST: a 20 px digit in a 28 px
     image), which bounces when the box touches the frame's edge: its centre is then half the
     box, 0.7 ink extents, from the wall."""
     B, S, C, g = glimpses.shape[:4]
     ext = ink_extent(glimpses.flatten(0, 1)).view(B, S)
-    n = presence.sum(1)
-    px = torch.where(n > 0, 0.7 * (ext * presence).amax(1), torch.full_like(n, g / 2))
+    largest = (ext * presence).amax(1)
+    px = torch.where(largest > 0, 0.7 * largest, torch.full_like(largest, g / 2))
     size = torch.tensor([height, width]).to(px)
     return (px[:, None] / size).clamp(max=0.45)[:, None]  # (B, 1, 2)
 
@@ -216,21 +216,24 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
 def merge_piece(obs: np.ndarray, seen: np.ndarray, n_context: int, g: int, height: int,
                 width: int, jitter_px: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """Two-slot tracks obs (L, 2, 2) (normalised), seen (L, 2) from :func:`track`: when slot 1
-    is seen with slot 0 in at least 3 of the first ``n_context`` frames, always within 0.6 of
-    a glimpse g of it on both axes and at an offset that varies by at most ``jitter_px``
-    pixels, it is a piece of slot 0's object (an object larger than the ink :func:`detect`
-    removes around the first peak): slot 0 moves to the middle of the two, slot 1 is
-    dropped (not seen; it follows slot 0). -> (obs, seen), new arrays."""
+    is seen with slot 0 in at least half (and at least 3) of the first ``n_context`` frames,
+    always within 0.6 of a glimpse g of it on both axes and at an offset that varies by at
+    most ``jitter_px`` pixels, it is a piece of slot 0's object (an object larger than the
+    ink :func:`detect` removes around the first peak): slot 0 moves to the middle of the two
+    (where only the piece was seen, to the piece minus half the offset), slot 1 is dropped
+    (not seen; it follows slot 0). -> (obs, seen), new arrays."""
     both = seen[:n_context].all(1)
-    if both.sum() < 3:
+    if both.sum() < max(3, n_context / 2):
         return obs, seen
     px = np.array([height, width], np.float64)
     off = (obs[:n_context][both, 1] - obs[:n_context][both, 0]) * px  # (n, 2) pixels
     if np.abs(off).max() > 0.6 * g or np.ptp(off, axis=0).max() > jitter_px:
         return obs, seen
+    half = (0.5 * off.mean(0) / px).astype(obs.dtype)
     obs, seen = obs.copy(), seen.copy()
-    obs[:, 0] += (0.5 * off.mean(0) / px).astype(obs.dtype)
-    obs[:, 1], seen[:, 1] = obs[:, 0], False
+    alone = seen[:, 1] & ~seen[:, 0]
+    obs[:, 0] = np.where(alone[:, None], obs[:, 1] - half, obs[:, 0] + half)
+    obs[:, 1], seen[:, 0], seen[:, 1] = obs[:, 0], seen[:, 0] | alone, False
     return obs, seen
 
 
