@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,18 @@ from conftest import run_main
 from engine.fsde.render import write_mp4
 from engine.fsde.video_data import digit_size, load_video, mnist_digits, moving_digits, psnr, ssim
 from engine.jobs import CancelToken, Cancelled, InputError, Progress
+
+BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+
+
+def svg_clips(*args, **kwargs) -> np.ndarray:
+    """benchmarks/fsde_video.py's clips after Denton & Fergus's generator."""
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    from fsde_video import svg_clips as make
+
+    return make(*args, **kwargs)
+
 
 TINY = {"size": 32, "residual": 2, "K": 3, "context": 4, "horizon": 3,
         "substeps": 1}
@@ -508,14 +522,8 @@ def test_walls_follow_the_size_of_the_digits():
     median, within 1.5 px in two clips out of three (the misses: two digits overlapping in
     every context frame); and a 32 px digit is one object, not a digit and a piece of it, in
     at least 9 clips out of 10 (without :func:`merge_piece`, 3 in 4)."""
-    import sys
-    from pathlib import Path
-
     from engine._torch import torch
     from engine.fsde.video_model import VideoSDE
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from fsde_video import svg_clips
 
     model = VideoSDE({"context": 10, "horizon": 10})
     for d, seed in ((1, 5), (2, 6)):  # ours and SVG's clips in one batch: walls per clip
@@ -815,12 +823,6 @@ def test_benchmark_svg_clips_keep_the_digit_whole_and_move_it_at_most_4_px_per_a
     """benchmarks/fsde_video.py's clips after Denton & Fergus's generator: a 32 px digit that
     never leaves the frame (its ink is the same in every frame) and moves by whole pixels,
     at most 4 per axis, in every frame (the clamp at a wall moves it less)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from fsde_video import svg_clips
-
     for bounce in ("random", "reflect"):
         clips = svg_clips(6, 1, seed=3, bounce=bounce)
         assert clips.shape == (6, 20, 64, 64) and 0 <= clips.min() and clips.max() <= 1

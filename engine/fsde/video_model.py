@@ -191,6 +191,7 @@ class VideoSDE(nn.Module):
         g = vr.glimpse_px(H, W, self.config["glimpse"])
         bg = frames[:, :n_context].min(1).values
         first_walls = vr.margins(H, W, g, frames.device)
+        walls0 = first_walls.tolist()
         ink = (frames - bg[:, None]).clamp_min(0)
         pos, valid = vr.detect(ink.mean(2).flatten(0, 1), g, n=S)
         pos, valid = pos.reshape(B, L, S, 2), valid.reshape(B, L, S)
@@ -198,7 +199,7 @@ class VideoSDE(nn.Module):
         presence = np.zeros((B, S), np.float32)
         pick = np.zeros((B, S), np.int64)
         for b in range(B):
-            o, seen, _ = vr.track(pos[b], valid[b], S, first_walls.tolist())
+            o, seen, _ = vr.track(pos[b], valid[b], S, walls0)
             if S == 2:
                 o, seen = vr.merge_piece(o, seen, n_context, g, H, W)
             obs[b] = o
