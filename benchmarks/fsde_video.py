@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Video benchmark of the latent fractional-SDE "what/where" model on held-out moving digits
-at 64 x 64 (one digit and two digits; held-out MNIST digits 4000..4999; at a wall a digit
-draws a new random velocity as in training ("random bounce") or keeps its mirrored velocity
-as in the original Moving MNIST ("reflect bounce"); slow digits move 1.3-3.8 px per frame,
-fast ones 3.2-6.4 px, training draws from 1.3-6.4; "svg" clips follow the generator of
+at 64 x 64 (one digit and two digits; held-out MNIST digits, the last fifth of each class; at
+a wall a digit draws a new random velocity as in training ("random bounce") or keeps its
+mirrored velocity as in the original Moving MNIST ("reflect bounce"); slow digits move
+1.3-3.8 px per frame, fast ones 3.2-6.4 px, training draws from 1.3-6.4; "svg" clips follow
+the generator of
 Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 32 px digits summed, integer
 positions and velocities of -4..4 px per axis, both redrawn at a wall; see svg_clips),
 conditioning on N = 10 frames and predicting M = 10, 8 samples.
@@ -23,10 +24,14 @@ spreads.
 
     .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
         [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both]
-        [--sets slow,fast,svg] [--workdir DIR]
+        [--sets slow,fast,svg] [--data CLIPS.npy [--time-first] ...] [--workdir DIR]
         [--json OUT.json]
 
 ``--seeds 0 --demo --model "Brownian=B.pt"`` scores trained models only (no training).
+``--data CLIPS.npy`` (repeatable) scores your own clips instead of the generated sets: greyscale
+(B, T, H, W), T >= 20, uint8 or [0, 1] (a .npz with a ``clips`` array too; ``--time-first``
+for (T, B, H, W), the layout of Moving MNIST's ``mnist_test_seq.npy``); all its clips unless
+``--clips`` is given; no ideal row (there is no generator to ask).
 
 Checkpoints go to --workdir (default: a temp folder), so an interrupted run resumes.
 """
@@ -60,10 +65,10 @@ def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random", futures:
     clipped at 1. With ``futures`` > 0 also returns that many futures (futures, n, M, 64, 64)
     drawn by the same generator from each digit's true state after the context frames."""
     from engine._cv2 import cv2
-    from engine.fsde.video_data import TEST_DIGITS, mnist_digits
+    from engine.fsde.video_data import digit_pool
 
     rng, fut_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    pool = mnist_digits()[0][TEST_DIGITS]
+    pool = digit_pool("test")
     size, ds = SIZE, 32
 
     def run(digit, p, v, frames, r):  # draw into frames (T, H, W), moving p, v in place
@@ -151,10 +156,14 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
     return load_model(out), time.perf_counter() - t0, time.process_time() - c0
 
 
-def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Path,
+def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, workdir: Path,
         demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",),
-        kinds: tuple[str, ...] = ("slow", "fast", "svg")) -> dict:
-    from engine.fsde.video_data import continue_digits, moving_digits
+        kinds: tuple[str, ...] = ("slow", "fast", "svg"), data: list[Path] = (),
+        time_first: bool = False) -> dict:
+    """Score the models on generated sets (``kinds`` x ``bounces`` x 1 and 2 digits, 50
+    clips each unless ``n_clips``) or, with ``data``, on the clips of those files (all of
+    them unless ``n_clips``)."""
+    from engine.fsde.video_data import continue_digits, load_clip_set, moving_digits
 
     def clips(kind, bounce, d):  # -> clips (B, N+M, H, W), the ideal's futures (S, B, M, H, W)
         if kind == "svg":
@@ -163,16 +172,25 @@ def run(steps: int, seeds: int, n_clips: int, batch: int, lr: float, workdir: Pa
                              split="test", bounce=bounce, speed=SPEEDS[kind])
         return made.frames, continue_digits(made, N_CONTEXT - 1, HORIZON, SAMPLES, seed=d)
 
-    made = {f"{d} digit{'s' if d > 1 else ''}, {k}, {b} bounce": clips(k, b, d)
-            for k in kinds for b in bounces for d in (1, 2)}
+    if data:
+        made = {}
+        for p in data:
+            c = load_clip_set(p, time_first, N_CONTEXT + HORIZON)[:n_clips, :N_CONTEXT + HORIZON]
+            made[f"{p.name} ({len(c)} clips, {c.shape[2]}x{c.shape[3]})"] = (c, None)
+    else:
+        n_clips = n_clips or 50
+        made = {f"{d} digit{'s' if d > 1 else ''}, {k}, {b} bounce": clips(k, b, d)
+                for k in kinds for b in bounces for d in (1, 2)}
     sets = {name: frames for name, (frames, _) in made.items()}
-    res: dict = {"steps": steps, "batch": batch, "lr": lr, "clips": n_clips, "seeds": seeds,
+    res: dict = {"steps": steps, "batch": batch, "lr": lr,
+                 "clips": None if data else n_clips, "seeds": seeds,
                  "threads": int(os.environ["WORKBENCH_THREADS"]), "rows": {d: {} for d in sets},
                  "models": {}}
     for d, (clips, futures) in made.items():
         for name, pred in baselines(clips).items():
             res["rows"][d][name] = scores(pred, clips[:, N_CONTEXT:])
-        res["rows"][d][IDEAL] = score_samples(futures, clips[:, N_CONTEXT:])
+        if futures is not None:
+            res["rows"][d][IDEAL] = score_samples(futures, clips[:, N_CONTEXT:])
     models = []
     if demo and DEMO.is_file():
         from engine.fsde.video_model import load_model
@@ -202,7 +220,9 @@ def _line(name: str, v: np.ndarray, fmt: str) -> str:
 def print_report(res: dict) -> None:
     trained = (f"; trained here: {res['seeds']} seed(s) x {res['steps']} steps x batch "
                f"{res['batch']} (mixed 1/2 digits), lr {res['lr']}") if res["seeds"] else ""
-    print(f"\nHeld-out moving digits {SIZE}x{SIZE}, {res['clips']} clips per row set, "
+    where = (f"Held-out moving digits {SIZE}x{SIZE}, {res['clips']} clips per row set"
+             if res["clips"] else "Your clips")
+    print(f"\n{where}, "
           f"context {N_CONTEXT}, horizon {HORIZON}, {SAMPLES} samples{trained}; "
           f"{res['threads']} thread(s)")
     head = f"{'method':<28}" + "".join(f"{k + 1:>7}" for k in range(HORIZON)) + f"{'mean':>7}"
@@ -244,10 +264,13 @@ def print_report(res: dict) -> None:
 
 
 def main() -> int:
+    from engine.jobs import InputError
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=1, help="seeds to train (0: none)")
-    ap.add_argument("--clips", type=int, default=50)
+    ap.add_argument("--clips", type=int, help="clips per set (default: 50 generated, or all "
+                                              "of a --data file)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--demo", action="store_true", help="also score the bundled demo model")
@@ -259,6 +282,11 @@ def main() -> int:
     ap.add_argument("--sets", default="slow,fast,svg",
                     help="comma-separated clip kinds: slow (digits at 1.3-3.8 px per frame), "
                          "fast (3.2-6.4 px), svg (Denton & Fergus's generator)")
+    ap.add_argument("--data", type=Path, action="append", default=[], metavar="CLIPS.npy",
+                    help="score these clips instead of generated ones (repeatable): greyscale "
+                         "(B, T, H, W), T >= 20, uint8 or [0, 1]; .npz: a 'clips' array")
+    ap.add_argument("--time-first", action="store_true",
+                    help="--data arrays are (T, B, H, W), as Moving MNIST's mnist_test_seq.npy")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -268,7 +296,12 @@ def main() -> int:
     kinds = tuple(k.strip() for k in a.sets.split(","))
     if set(kinds) - {"slow", "fast", "svg"}:
         ap.error(f"--sets takes slow, fast and svg, not {a.sets!r}")
-    res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces, kinds)
+    try:
+        res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces,
+                  kinds, a.data, a.time_first)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print_report(res)
     if a.json:
         from db.atomic import write_json

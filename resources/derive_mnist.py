@@ -26,8 +26,9 @@ PROVENANCE = """# MNIST digits (5000) for Stochastic Moving Digits
 - **Derived**: `mnist_5k.npz` with `images` (5000, 28, 28) uint8 grey values 0..255 and `labels`
   (5000,) uint8, written by `resources/derive_mnist.py` (no other change: the CSV rows are
   reshaped to 28x28, the last column is the label).
-- **Used by**: `engine/fsde/video_data.py` (Stochastic Moving Digits). Digits 0..3999 are the
-  training pool, 4000..4999 the held-out pool.
+- **Used by**: `engine/fsde/video_data.py` (Stochastic Moving Digits). The file is sorted by
+  label (500 of each class): the first 400 of each class are the training pool, the last 100
+  the held-out pool (`video_data.digit_pool`).
 """
 
 

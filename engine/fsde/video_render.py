@@ -159,7 +159,8 @@ def _subpixel(heat, ri, ci, size, axis):
 def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slot tracks over one clip from detections pos (L, n, 2), valid (L, n); a slot not seen
-    coasts at its last velocity, reflected at the walls ``margin`` (row, col) from the edges.
+    coasts at its last velocity, reflected at the walls ``margin`` (row, col) from the edges;
+    a detection goes to the slot whose prediction, reflected or not, is nearest.
 
     Returns obs (L, slots, 2) (a coasted prediction where a slot was not seen), seen
     (L, slots) bool, born (slots,) bool (a second slot is born at the first frame with two
@@ -173,29 +174,35 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
     m = np.asarray(margin, np.float32)
     for t in range(L):
         dets = [pos[t, j] for j in range(pos.shape[1]) if valid[t, j]]
-        pred = cur + vel
-        out = (pred < m) | (pred > 1 - m)
-        pred = np.where(pred < m, 2 * m - pred, np.where(pred > 1 - m, 2 * (1 - m) - pred, pred))
+        straight = cur + vel
+        out = (straight < m) | (straight > 1 - m)
+        pred = np.where(straight < m, 2 * m - straight,
+                        np.where(straight > 1 - m, 2 * (1 - m) - straight, straight))
         vel = np.where(out, -vel, vel)
         if slots == 2 and not born[1]:
-            pred[1] = pred[0]
+            pred[1], straight[1] = pred[0], straight[0]
+
+        def cost(s, d):  # bounced or not: the walls are a guess (a piece of a digit larger
+            # than the glimpse goes on past them; reflecting it hands it the other detection)
+            return min(np.sum((pred[s] - d) ** 2), np.sum((straight[s] - d) ** 2))
+
         assign: dict[int, np.ndarray] = {}
         if len(dets) == 1 or (dets and slots == 1):
-            d = dets[0] if len(dets) == 1 else min(dets, key=lambda q: np.sum((q - pred[0]) ** 2))
+            d = dets[0] if len(dets) == 1 else min(dets, key=lambda q: cost(0, q))
             if slots == 1 or not born[1]:
                 assign[0] = d
             else:
-                assign[int(np.argmin(((pred - d) ** 2).sum(1)))] = d
+                assign[int(np.argmin([cost(s, d) for s in range(slots)]))] = d
         elif len(dets) >= 2 and slots == 2:
             a, b = dets[0], dets[1]
             if not born[1]:
-                first = a if np.sum((a - pred[0]) ** 2) <= np.sum((b - pred[0]) ** 2) else b
+                first = a if cost(0, a) <= cost(0, b) else b
                 other = b if first is a else a
                 assign = {0: first, 1: other}
                 born[1] = True
             else:
-                keep = np.sum((pred[0] - a) ** 2) + np.sum((pred[1] - b) ** 2)
-                swap = np.sum((pred[0] - b) ** 2) + np.sum((pred[1] - a) ** 2)
+                keep = cost(0, a) + cost(1, b)
+                swap = cost(0, b) + cost(1, a)
                 assign = {0: a, 1: b} if keep <= swap else {0: b, 1: a}
         if dets:
             born[0] = True
