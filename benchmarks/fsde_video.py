@@ -4,9 +4,9 @@ at 64 x 64 (one digit and two digits; held-out MNIST digits, the last fifth of e
 a wall a digit draws a new random velocity as in training ("random bounce") or keeps its
 mirrored velocity as in the original Moving MNIST ("reflect bounce"); slow digits move
 1.3-3.8 px per frame, fast ones 3.2-6.4 px, training draws from 1.3-6.4; "svg" clips follow
-the generator of
-Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 32 px digits summed, integer
-positions and velocities of -4..4 px per axis, both redrawn at a wall; see svg_clips),
+the generator of Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 32 px digits
+summed, integer positions and velocities of -4..4 px per axis, both redrawn at a wall; see
+svg_clips),
 conditioning on N = 10 frames and predicting M = 10, 8 samples.
 
 Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
@@ -117,16 +117,19 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def evaluate(model, clips: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """Sample-mean PSNR / SSIM and best-of-samples PSNR per predicted frame (M,)."""
+    """Sample-mean PSNR / SSIM and best-of-samples PSNR per predicted frame (M,), averaged
+    over clips (scored 10 clips at a time: the samples of a large set never sit in memory)."""
     from engine._torch import torch
 
     torch.manual_seed(seed)
-    preds = []
+    total: dict[str, np.ndarray] = {}
     with torch.no_grad():
         for i in range(0, len(clips), 10):
             x = torch.from_numpy(clips[i:i + 10, :N_CONTEXT, None])
-            preds.append(model.forecast(x, HORIZON, SAMPLES)[:, :, N_CONTEXT:, 0].numpy())
-    return score_samples(np.concatenate(preds, axis=1), clips[:, N_CONTEXT:])
+            pred = model.forecast(x, HORIZON, SAMPLES)[:, :, N_CONTEXT:, 0].numpy()
+            for k, v in score_samples(pred, clips[i:i + 10, N_CONTEXT:]).items():
+                total[k] = total.get(k, 0.0) + v * len(x)
+    return {k: v / len(clips) for k, v in total.items()}
 
 
 def score_samples(samples: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -175,8 +178,10 @@ def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, work
     if data:
         made = {}
         for p in data:
-            c = load_clip_set(p, time_first, N_CONTEXT + HORIZON)[:n_clips, :N_CONTEXT + HORIZON]
-            made[f"{p.name} ({len(c)} clips, {c.shape[2]}x{c.shape[3]})"] = (c, None)
+            c = load_clip_set(p, time_first, N_CONTEXT + HORIZON, n_clips)
+            name = p.name if p.name not in {k.split(" (")[0] for k in made} else str(p)
+            made[f"{name} ({len(c)} clips of {c.shape[1]} frames, {c.shape[2]}x{c.shape[3]}; "
+                 f"the first {N_CONTEXT + HORIZON} scored)"] = (c[:, :N_CONTEXT + HORIZON], None)
     else:
         n_clips = n_clips or 50
         made = {f"{d} digit{'s' if d > 1 else ''}, {k}, {b} bounce": clips(k, b, d)
@@ -294,6 +299,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     bounces = ("random", "reflect") if a.bounce == "both" else (a.bounce,)
     kinds = tuple(k.strip() for k in a.sets.split(","))
+    if a.clips is not None and a.clips < 1:
+        ap.error("--clips takes a positive number of clips")
     if set(kinds) - {"slow", "fast", "svg"}:
         ap.error(f"--sets takes slow, fast and svg, not {a.sets!r}")
     try:

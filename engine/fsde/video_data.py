@@ -329,32 +329,32 @@ def _load_array_clip(path: Path) -> np.ndarray:
 
 
 def load_clip_set(path: str | Path, time_first: bool = False, min_frames: int = 1,
-                  max_side: int = MAX_SIDE) -> np.ndarray:
-    """Many greyscale clips of one size from a .npy, or a .npz with a ``clips`` (or
-    ``frames``) array, to score a model on: (B, T, H, W[, 1]), or (T, B, H, W) with
+                  max_clips: int | None = None, max_side: int = MAX_SIDE) -> np.ndarray:
+    """The first ``max_clips`` (default: all) greyscale clips of one size from a .npy, or a
+    .npz with a ``clips`` array, to score a model on: (B, T, H, W[, 1]), or (T, B, H, W) with
     ``time_first`` (the layout of Srivastava et al.'s ``mnist_test_seq.npy``); uint8 0..255
     or values in [0, 1] -> float32 (B, T, H, W) in [0, 1]. InputError (one sentence) for a
-    missing or unreadable file, another shape, fewer than ``min_frames`` frames, a side over
-    ``max_side`` (no silent resizing of what is scored), NaN or values out of range."""
+    missing or unreadable file, another shape, fewer than ``min_frames`` frames, a side under
+    8 or over ``max_side`` px (no silent resizing of what is scored), NaN or values out of
+    range."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"The clips file '{path}' does not exist.")
-    arr = _read_array(path, ("clips", "frames"))
+    arr = _read_array(path, ("clips",))
     if arr.ndim == 5 and arr.shape[4] == 1:
         arr = arr[..., 0]
     layout = "(T, B, H, W)" if time_first else "(B, T, H, W)"
     if arr.ndim != 4 or 0 in arr.shape:
         raise InputError(f"The clips file '{path}' must hold greyscale clips shaped {layout}, "
                          f"not {arr.shape}.")
-    if time_first:
-        arr = arr.transpose(1, 0, 2, 3)
+    arr = (arr.transpose(1, 0, 2, 3) if time_first else arr)[:max_clips]
     if arr.shape[1] < min_frames:
-        raise InputError(f"The clips in '{path}' have {arr.shape[1]} frames but at least "
-                         f"{min_frames} are needed (context + horizon); is the layout "
-                         f"{layout}?")
-    if max(arr.shape[2:]) > max_side:
-        raise InputError(f"The clips in '{path}' are {arr.shape[2]} x {arr.shape[3]} pixels; "
-                         f"the video model works at up to {max_side} px a side.")
+        raise InputError(f"The clips in '{path}', read as {layout}, have {arr.shape[1]} frames "
+                         f"but at least {min_frames} are needed (context + horizon).")
+    if not 8 <= min(arr.shape[2:]) <= max(arr.shape[2:]) <= max_side:
+        raise InputError(f"The clips in '{path}', read as {layout}, are {arr.shape[2]} x "
+                         f"{arr.shape[3]} pixels, but the video model works at 8 to {max_side} "
+                         f"px a side.")
     arr = _checked_values(arr, path)
     return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
 
@@ -369,11 +369,15 @@ def _read_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
                     raise InputError(f"The file '{path}' has no {' or '.join(map(repr, keys))} "
                                      f"array.")
                 return np.asarray(z[key])
-        return np.load(path)
+        arr = np.load(path, mmap_mode="r")  # a large file is read only as far as it is used
     except InputError:
         raise
     except Exception:
         raise InputError(f"The file '{path}' is corrupt or not a NumPy file.") from None
+    if not isinstance(arr, np.ndarray):  # a .npz archive named .npy
+        raise InputError(f"The file '{path}' is an archive of arrays, not one array: name it "
+                         f".npz.")
+    return arr
 
 
 def _checked_values(arr: np.ndarray, path: Path) -> np.ndarray:

@@ -18,8 +18,9 @@ at the clip's own resolution.
 
 Posterior: the encoder detects and tracks the objects (video_render.detect / track), centres
 each glimpse on its ink, fits glimpses and positions to the frames (video_render.decompose,
-refine), checks the positions against straight-line predictions in time (correct) and
-makes the tracks piecewise straight (smooth_track); the control u steers each
+refine), checks the positions against straight-line predictions in time (correct), fits the
+glimpses again at the corrected positions and makes the tracks piecewise straight
+(smooth_track); the control u steers each
 slot's velocity so that the path passes through the tracked positions (u = 0 on the position
 coordinates). Training uses the whole clip (context + horizon); forecasting observes the
 first N frames, then samples the prior (u = 0) from the last observed position, with the
@@ -242,21 +243,29 @@ class VideoSDE(nn.Module):
                                              ).transpose(0, 2, 1, 3)).to(frames)
 
         px = torch.tensor([H, W]).to(frames)
-        # centre each glimpse on its ink's centre of mass; fit glimpses and positions jointly
-        # to the context frames (frees a glimpse of the other digit's ink: it would not move
-        # with it), centre again; the walls are half a glimpse from the edges until the
-        # glimpses tell the objects' size
+
+        def fit(glimpses, obs_t, walls, iters):
+            """Glimpses and context positions fitted jointly to the context frames (frees a
+            glimpse of the other digit's ink: it would not move with it), then centred."""
+            glimpses, ctx = vr.decompose(frames[:, :n_context], bg, glimpses, pres_t,
+                                         obs_t[:, :n_context], walls, iters)
+            glimpses, shift = vr.centre_glimpses(glimpses)
+            return glimpses, torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
+
+        # centre each glimpse on its ink's centre of mass and fit; the walls are half a
+        # glimpse from the edges until the glimpses tell the objects' size
         shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)
         obs_t = smooth(obs_t + (shift / px)[:, None], first_walls)
-        glimpses, ctx = vr.decompose(frames[:, :n_context], bg, cut(obs_t), pres_t,
-                                     obs_t[:, :n_context], first_walls)
-        glimpses, shift = vr.centre_glimpses(glimpses)
-        obs_t = torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
+        glimpses, obs_t = fit(cut(obs_t), obs_t, first_walls, 40)
         margin = vr.wall_margins(glimpses, pres_t, H, W)
         # fit the positions in all frames, check them against straight-line predictions in
-        # time (a digit lost or swapped where it overlaps the other one), fit again
+        # time (a digit lost or swapped where it overlaps the other one), fit the glimpses
+        # again, then the positions
         obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
         obs_t = vr.correct(frames, bg, glimpses, pres_t, obs_t, margin)
+        # the glimpses again, now that the positions are right in every context frame (fitted
+        # where a digit was lost or swapped, a glimpse fades: drawn in the wrong place there)
+        glimpses, obs_t = fit(glimpses, obs_t, margin, 20)
         obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
         return {"obs": smooth(obs_t, margin), "presence": pres_t, "glimpses": glimpses, "bg": bg,
                 "margin": margin, "g": g}

@@ -178,7 +178,7 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
         out = (straight < m) | (straight > 1 - m)
         pred = np.where(straight < m, 2 * m - straight,
                         np.where(straight > 1 - m, 2 * (1 - m) - straight, straight))
-        vel = np.where(out, -vel, vel)
+        kept, vel = vel, np.where(out, -vel, vel)
         if slots == 2 and not born[1]:
             pred[1], straight[1] = pred[0], straight[0]
 
@@ -211,6 +211,8 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
                 new = assign[s]
                 if t > 0 and seen[t - 1, s]:
                     vel[s] = new - cur[s]
+                elif np.sum((straight[s] - new) ** 2) < np.sum((pred[s] - new) ** 2):
+                    vel[s] = kept[s]  # found where it went on straight: it did not bounce
                 cur[s], seen[t, s] = new, True
             else:
                 cur[s] = pred[s]
