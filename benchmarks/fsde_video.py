@@ -176,10 +176,11 @@ def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, work
         return made.frames, continue_digits(made, N_CONTEXT - 1, HORIZON, SAMPLES, seed=d)
 
     if data:
-        made = {}
+        made, names = {}, set()
         for p in data:
             c = load_clip_set(p, time_first, N_CONTEXT + HORIZON, n_clips)
-            name = p.name if p.name not in {k.split(" (")[0] for k in made} else str(p)
+            name = str(p) if p.name in names else p.name
+            names.add(p.name)
             made[f"{name} ({len(c)} clips of {c.shape[1]} frames, {c.shape[2]}x{c.shape[3]}; "
                  f"the first {N_CONTEXT + HORIZON} scored)"] = (c[:, :N_CONTEXT + HORIZON], None)
     else:

@@ -32,10 +32,12 @@ def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
         return z["images"], z["labels"]
 
 
+@lru_cache(maxsize=2)
 def digit_pool(split: str) -> np.ndarray:
-    """The MNIST digits (n, 28, 28) uint8 of ``split``: "train", per class the first
-    1 - HELD_OUT of its digits, or "test", the rest. Every class is in both (the file is
-    sorted by label: a cut by index would train on 0-7 and test on 8 and 9 alone)."""
+    """The MNIST digits (n, 28, 28) uint8 of ``split``, read-only (made once: training asks
+    every step): "train", per class the first 1 - HELD_OUT of its digits, or "test", the rest.
+    Every class is in both (the file is sorted by label: a cut by index would train on 0-7
+    and test on 8 and 9 alone)."""
     if split not in ("train", "test"):
         raise ValueError(f"split is 'train' or 'test', not {split!r}")
     images, labels = mnist_digits()
@@ -44,7 +46,9 @@ def digit_pool(split: str) -> np.ndarray:
         idx = np.flatnonzero(labels == c)
         cut = int(round(len(idx) * (1 - HELD_OUT)))
         keep.append(idx[:cut] if split == "train" else idx[cut:])
-    return images[np.sort(np.concatenate(keep))]
+    pool = images[np.sort(np.concatenate(keep))]
+    pool.flags.writeable = False
+    return pool
 
 
 def digit_size(size: int) -> int:
@@ -321,7 +325,7 @@ def load_video_info(path: str | Path, size: int | None = None, color: bool = Fal
 
 def _load_array_clip(path: Path) -> np.ndarray:
     """The raw (T, H, W[, C]) array of a .npz / .npy clip, uint8 or float in [0, 1]."""
-    arr = _read_array(path, ("frames",))
+    arr = _read_array(path, "frames")
     if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[3] not in (1, 3)):
         raise InputError(f"The clip '{path}' must hold frames shaped (T, H, W) or (T, H, W, 3), "
                          f"not {arr.shape}.")
@@ -340,7 +344,7 @@ def load_clip_set(path: str | Path, time_first: bool = False, min_frames: int = 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"The clips file '{path}' does not exist.")
-    arr = _read_array(path, ("clips",))
+    arr = _read_array(path, "clips")
     if arr.ndim == 5 and arr.shape[4] == 1:
         arr = arr[..., 0]
     layout = "(T, B, H, W)" if time_first else "(B, T, H, W)"
@@ -359,15 +363,13 @@ def load_clip_set(path: str | Path, time_first: bool = False, min_frames: int = 
     return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
 
 
-def _read_array(path: Path, keys: tuple[str, ...]) -> np.ndarray:
-    """The array of a .npy, or the first of ``keys`` found in a .npz."""
+def _read_array(path: Path, key: str) -> np.ndarray:
+    """The array of a .npy, or a .npz's array ``key``."""
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path) as z:
-                key = next((k for k in keys if k in z), None)
-                if key is None:
-                    raise InputError(f"The file '{path}' has no {' or '.join(map(repr, keys))} "
-                                     f"array.")
+                if key not in z:
+                    raise InputError(f"The file '{path}' has no '{key}' array.")
                 return np.asarray(z[key])
         arr = np.load(path, mmap_mode="r")  # a large file is read only as far as it is used
     except InputError:
