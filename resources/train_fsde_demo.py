@@ -49,7 +49,7 @@ PROVENANCE = """# Bundled demo model for the Video workbench
 - **Files**: `demo_model.pt` (config + state dict + training history, no optimiser state),
   `demo_clip.npz` (`frames` (30, 64, 64) float32 in [0, 1]), `demo_prediction.npz`
   (context 10, horizon 10, 8 samples, engine/fsde/prediction.py format, with the training
-  curves `elbo`, `kl`, `hurst` shown by the workbench).
+  curves `forecast`, `elbo`, `hurst` shown by the workbench).
 - **Rebuild**: `nice .venv/bin/python resources/train_fsde_demo.py` (licence of the derived
   files: CC BY-SA 3.0, following MNIST).
 """
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     pred = forecast(model, clip[:CONTEXT + HORIZON], CONTEXT, HORIZON, SAMPLES, seed=0,
                     settings={"model": "resources/fsde/demo_model.pt",
                               "video": "resources/fsde/demo_clip.npz"})
-    pred.history = {k: np.asarray(blob["history"][k], np.float32) for k in ("elbo", "kl",
-                                                                           "hurst")}
+    pred.history = {k: np.asarray(blob["history"][k], np.float32)
+                    for k in ("forecast", "elbo", "hurst") if k in blob["history"]}
     pred.save(OUT / "demo_prediction.npz")
     if a.clip_only:  # keep the measured training figures, change the clip's seed
         text = (OUT / "PROVENANCE.md").read_text(encoding="utf-8")

@@ -323,11 +323,15 @@ def test_train_resume_and_cancel(tmp_path):
 
     blob = torch.load(out, weights_only=True)
     assert blob["step"] == 2 and not blob["done"] and len(blob["history"]["elbo"]) == 2
+    del blob["history"]["forecast"]  # as a checkpoint of the seventh version (no such curve)
+    torch.save(blob, out)
     # ... from which a rerun resumes; the result equals an uninterrupted run
     monitor = []
     hist = train_video("moving-digits", out, TINY, train, progress=Progress(),
                        cancel=CancelToken(), monitor=monitor)
     assert [m["step"] for m in monitor] == [3, 4] and len(hist["elbo"]) == 4
+    f = np.asarray(hist["forecast"])
+    assert np.isnan(f[:2]).all() and np.all(np.isfinite(f[2:]) & (f[2:] > 0))
     ref = tmp_path / "ref.pt"
     train_video("moving-digits", ref, TINY, train, progress=Progress(), cancel=CancelToken())
     a, b = torch.load(out, weights_only=True), torch.load(ref, weights_only=True)

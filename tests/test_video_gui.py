@@ -134,10 +134,15 @@ def test_train_then_predict_then_export(bench, qtbot, tmp_path):
     _wait_job(qtbot, wb)
     assert not wb.errors, wb.errors
     assert model.is_file() and wb.model is not None
-    x, _ = wb.elbo_curve.getData()
+    curves = wb.train_plots.curves
+    x, _ = curves["elbo"].getData()
     assert list(x) == [1, 2, 3]
-    _, h = wb.h_curve.getData()
+    _, h = curves["hurst"].getData()
     assert np.all((0 < h) & (h < 1))
+    _, f = curves["forecast"].getData()  # the term that fits H: positive, finite
+    assert np.all(np.isfinite(f) & (f > 0))
+    _, fm = curves["forecast_mean"].getData()  # its trailing mean over the steps so far
+    assert np.allclose(fm, np.cumsum(f) / np.arange(1, 4))
     assert wb.result.samples.shape == (2, 3, 32, 32) and wb.result.std.shape == (7, 32, 32)
     out = tmp_path / "exp.mp4"
     assert wb.export_mp4(out)
@@ -198,3 +203,10 @@ def test_bad_video_is_one_sentence(bench, qtbot, tmp_path):
     wb.clip = None
     wb.predict()
     assert wb.errors and wb.errors[0].endswith(".")
+
+
+def test_trailing_mean_skips_missing_steps():
+    from gui.workbenches.video_plots import trailing_mean
+
+    y = [0.0, 2.0, 4.0, np.nan, 6.0, np.nan, np.nan]  # NaN: a step of an older checkpoint
+    assert np.allclose(trailing_mean(y, 2), [0, 1, 3, 4, 6, 6, np.nan], equal_nan=True)

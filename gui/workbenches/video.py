@@ -1,13 +1,14 @@
 """Video workbench: latent fractional-SDE video prediction with uncertainty.
 
 Open a video (or a PRED.npz written by ``fsde predict``) or generate Stochastic Moving Digits;
-train the model as a job with live ELBO, KL and Hurst plots; predict. The forecast is an
-engine :class:`engine.fsde.prediction.Prediction` (mean, std and every metric computed there);
-the frames are drawn by the one renderer, engine/fsde/render.py (ground truth | sample mean |
-one sample | per-pixel std, predicted frames marked), scaled to fill the canvas, and Export
-writes the same images. One :class:`gui.models.Timeline` drives the canvas, the scrub bar and
-the cursors of the PSNR and SSIM plots. Side panels: gui/workbenches/video_panels.py; plots:
-gui/workbenches/video_plots.py; export: gui/workbenches/video_export.py.
+train the model as a job with live plots of the forecast loss, the ELBO and H; predict. The
+forecast is an engine :class:`engine.fsde.prediction.Prediction` (mean, std and every metric
+computed there); the frames are drawn by the one renderer, engine/fsde/render.py (ground truth
+| sample mean | one sample | per-pixel std, predicted frames marked), scaled to fill the
+canvas, and Export writes the same images. One :class:`gui.models.Timeline` drives the canvas,
+the scrub bar and the cursors of the PSNR and SSIM plots. Side panels:
+gui/workbenches/video_panels.py; plots: gui/workbenches/video_plots.py; export:
+gui/workbenches/video_export.py.
 """
 from __future__ import annotations
 
@@ -98,8 +99,6 @@ class VideoWorkbench(ExportMixin, Workbench):
         self.cursor_line = self.metrics.cursors[0]
         self.psnr_curve = self.metrics.curves["psnr", "model"]
         self.train_plots = TrainingPlots()
-        tp = self.train_plots
-        self.elbo_curve, self.kl_curve, self.h_curve = tp.elbo_curve, tp.kl_curve, tp.h_curve
 
         top = QWidget()
         tv = QVBoxLayout(top)
@@ -203,10 +202,9 @@ class VideoWorkbench(ExportMixin, Workbench):
         self.clip_label.setText(f"{self.clip_name}: {pred.n_frames} frames, "
                                 f"{pred.frames.shape[1]} x {pred.frames.shape[2]} px")
         self.show_result(pred)
-        h = pred.history
-        if all(k in h for k in ("elbo", "kl", "hurst")):  # the demo carries its training curves
-            self.train_plots.set_history(np.arange(1, len(h["elbo"]) + 1), h["elbo"], h["kl"],
-                                         h["hurst"])
+        h = pred.history  # the demo carries its training curves
+        if h:
+            self.train_plots.set_history(np.arange(1, len(next(iter(h.values()))) + 1), h)
         return True
 
     def load_model(self, path: str | Path) -> bool:
@@ -297,11 +295,11 @@ class VideoWorkbench(ExportMixin, Workbench):
         recs = list(self._monitor)
         if not recs:
             return
-        col = {k: np.array([r[k] for r in recs]) for k in ("step", "elbo", "kl", "hurst")}
-        self.train_plots.set_history(col["step"], col["elbo"], col["kl"], col["hurst"])
+        col = {k: np.array([r[k] for r in recs]) for k in recs[0]}
+        self.train_plots.set_history(col["step"], col)
         r = recs[-1]
-        self.readout.emit(f"step {r['step']}: ELBO {r['elbo']:.0f}, KL {r['kl']:.1f}, "
-                          f"H {r['hurst']:.3f}, {r['frames_per_s']:.0f} frames/s")
+        self.readout.emit(f"step {r['step']}: forecast loss {r['forecast']:.3f}, ELBO "
+                          f"{r['elbo']:.0f}, H {r['hurst']:.3f}, {r['frames_per_s']:.0f} frames/s")
 
     def predict(self):
         """Forecast the current clip with the current model as a (short) job."""

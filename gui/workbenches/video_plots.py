@@ -1,6 +1,6 @@
 """The Video workbench's plots: PSNR and SSIM per frame for the sample mean and every
 baseline (copy last frame, black frame, context mean), side by side with one time cursor
-each, both bound to the shared Timeline; and the live training curves (ELBO, KL, H)."""
+each, both bound to the shared Timeline; and the live training curves (forecast loss, ELBO, H)."""
 from __future__ import annotations
 
 import numpy as np
@@ -73,25 +73,52 @@ class MetricsPlots(pg.GraphicsLayoutWidget):
                 line.blockSignals(False)
 
 
+def trailing_mean(y, window: int) -> np.ndarray:
+    """Mean of the finite values among the last ``window`` values at each step (NaN if none)."""
+    y = np.asarray(y, float)
+    ok = np.isfinite(y)
+    total = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    count = np.concatenate([[0], np.cumsum(ok)])
+    i = np.arange(1, len(y) + 1)
+    lo = np.maximum(i - window, 0)
+    n = count[i] - count[lo]
+    return np.where(n > 0, (total[i] - total[lo]) / np.maximum(n, 1), np.nan)
+
+
 class TrainingPlots(pg.GraphicsLayoutWidget):
-    """ELBO, KL and the Hurst index per training step."""
+    """Per training step: the forecast loss (what fits H and the noise; each step's batch, faint,
+    and its mean over the last ``SMOOTH`` steps, which shows the trend through the noise of the
+    batches), the ELBO and H."""
+
+    SMOOTH = 25
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.elbo_plot = self.addPlot(row=0, col=0, title="ELBO (nats / clip)")
-        self.kl_plot = self.addPlot(row=0, col=1, title="KL (nats / clip)")
-        self.h_plot = self.addPlot(row=0, col=2, title="Hurst index H")
-        self.elbo_curve = self.elbo_plot.plot([], [], pen=pg.mkPen("#55ccff"))
-        self.kl_curve = self.kl_plot.plot([], [], pen=pg.mkPen("#ff7777"))
-        self.h_curve = self.h_plot.plot([], [], pen=pg.mkPen("#77ff77", width=2))
-        for p in (self.elbo_plot, self.kl_plot, self.h_plot):
-            p.setLabel("bottom", "step")
+        specs = (("forecast", f"forecast loss (fits H, noise; {self.SMOOTH}-step mean)",
+                  pg.mkPen(255, 170, 51, 90)),
+                 ("elbo", "ELBO (nats / clip)", pg.mkPen("#55ccff")),
+                 ("hurst", "Hurst index H", pg.mkPen("#77ff77", width=2)))
+        self.plots, self.curves = {}, {}  # the plots referenced here, or Python frees them
+        for col, (key, title, pen) in enumerate(specs):
+            plot = self.plots[key] = self.addPlot(row=0, col=col, title=title)
+            plot.setLabel("bottom", "step")
+            self.curves[key] = plot.plot([], [], pen=pen, connect="finite")
+            if key == "forecast":
+                self.curves["forecast_mean"] = plot.plot([], [], pen=pg.mkPen("#ffaa33", width=2),
+                                                         connect="finite")
+            if key == "elbo":
+                plot.setToolTip("The ELBO falls while the forecast term tightens the noise: the "
+                                "posterior then pays more path KL to follow the tracked digits.")
 
     def clear(self) -> None:
-        for c in (self.elbo_curve, self.kl_curve, self.h_curve):
+        for c in self.curves.values():
             c.setData([], [])
 
-    def set_history(self, steps, elbo, kl, hurst) -> None:
-        self.elbo_curve.setData(steps, elbo)
-        self.kl_curve.setData(steps, kl)
-        self.h_curve.setData(steps, hurst)
+    def set_history(self, steps, history: dict) -> None:
+        """``history``: curve name -> values per step; a missing curve is left empty."""
+        if history.get("forecast") is not None:
+            history = {**history, "forecast_mean": trailing_mean(history["forecast"],
+                                                                  self.SMOOTH)}
+        for key, curve in self.curves.items():
+            y = history.get(key)
+            curve.setData(steps, y) if y is not None else curve.setData([], [])
