@@ -227,8 +227,8 @@ def train_video(data: str | Path, out: str | Path, model_config: dict | None = N
             torch.nn.utils.clip_grad_norm_(model.parameters(), train["grad_clip"])
             opt.step()
             frames_done += x.shape[0] * x.shape[1]
-            rec = {k: float(terms.get(k, float("nan"))) for k in HISTORY[:-1]}
-            rec["hurst"] = model.hurst
+            rec = {k: float(terms.get(k, float("nan"))) for k in HISTORY if k != "hurst"}
+            rec["hurst"] = model.hurst  # from the model, not a loss term
             for k in history:
                 history[k].append(rec[k])
             fps = frames_done / max(time.monotonic() - t0, 1e-9)
