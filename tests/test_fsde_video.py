@@ -508,6 +508,22 @@ def test_renderer_draws_the_glimpse_at_the_requested_pose():
     assert torch.allclose(back, glimpse[:, 0], atol=1e-5)
 
 
+def test_broadcast_grid_is_torchs_affine_grid():
+    """The renderer builds its grid by broadcasting; torch's affine_grid is the reference."""
+    import torch.nn.functional as F
+
+    from engine._torch import torch
+    from engine.fsde import video_render as vr
+
+    gen = torch.Generator().manual_seed(3)
+    scale, shift = torch.rand(5, 2, generator=gen) * 3, torch.rand(5, 2, generator=gen) * 2 - 1
+    theta = torch.zeros(5, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = (
+        scale[:, 1], scale[:, 0], shift[:, 1], shift[:, 0])
+    ref = F.affine_grid(theta, (5, 1, 48, 80), align_corners=False)
+    assert torch.allclose(vr.scale_shift_grid(scale, shift, 48, 80), ref, atol=1e-6)
+
+
 def test_centre_of_ink_and_refine_find_a_displaced_digit():
     """centre_of_ink is the ink's centre of mass; refine moves a position that is 3 px off
     back onto the digit drawn in the frame (analysis by synthesis), also for two digits that
