@@ -542,7 +542,7 @@ def test_centre_of_ink_and_refine_find_a_displaced_digit():
     true = torch.tensor([[[[0.40, 0.35], [0.55, 0.62]]]])  # (B=1, L=1, S=2, 2): touching
     frame = vr.render(gl, true[:, 0], torch.ones(1, 2), H, W)[:, None]  # (1, 1, 1, H, W)
     start = true + torch.tensor([3.0, -3.0]) / 64
-    margin = vr.margins(H, W, g)
+    margin = vr.glimpse_walls(H, W, g)
     out = vr.refine(frame, torch.zeros(1, 1, H, W), gl, torch.ones(1, 2), start, margin)
     err_px = ((out - true).abs() * 64).max()
     assert float(err_px) < 0.5, err_px
@@ -572,7 +572,7 @@ def test_decompose_cleans_a_glimpse_cut_where_two_digits_touch():
     before = float((cut - clean).abs().sum())
     start = centres + torch.tensor([1.0, -1.0]) / 64
     gl, pos = vr.decompose(frames_t, torch.zeros(1, 1, H, W), cut, torch.ones(1, 2), start,
-                           vr.margins(H, W, g))
+                           vr.glimpse_walls(H, W, g))
     assert float((gl - clean).abs().sum()) < 0.5 * before
     assert float(((pos - centres).abs() * 64).max()) < 0.5
 
@@ -598,12 +598,12 @@ def test_ink_extent_is_the_width_at_half_maximum():
     assert float(ext[4]) == 0
 
 
-def test_wall_margins_per_clip_from_the_largest_object():
+def test_ink_walls_per_clip_from_the_largest_object():
     """Clip 0: a 20 px and a 10 px object -> walls 0.7 x 20 = 14 px; clip 1: only the 10 px
     object present (the 20 px glimpse is not) -> 7 px; clip 2: a present slot with a blank
     glimpse -> half a glimpse; a 60 px object on a 64 px frame is capped at 0.45."""
     from engine._torch import torch
-    from engine.fsde.video_render import wall_margins
+    from engine.fsde.video_render import ink_walls
 
     g = 28
     big, small, blank = torch.zeros(g, g), torch.zeros(g, g), torch.zeros(g, g)
@@ -612,10 +612,40 @@ def test_wall_margins_per_clip_from_the_largest_object():
     gl = torch.stack([torch.stack([big, small]), torch.stack([big, small]),
                       torch.stack([blank, blank])])[:, :, None]  # (3, 2, 1, g, g)
     pres = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
-    m = wall_margins(gl, pres, 64, 64)
-    assert m.shape == (3, 1, 2)
-    assert np.allclose(m[:, 0].numpy() * 64, [[14, 14], [7, 7], [14, 14]], atol=1e-4)
-    assert np.allclose(wall_margins(gl[:1], pres[:1], 64, 32)[0, 0].numpy(), [14 / 64, 0.4375])
+    w = ink_walls(gl, pres, 64, 64)
+    assert w.shape == (3, 2, 2)
+    assert np.allclose(w[:, 0].numpy() * 64, [[14, 14], [7, 7], [14, 14]], atol=1e-4)
+    assert np.allclose(w[:, 1].numpy() * 64, [[50, 50], [57, 57], [50, 50]], atol=1e-4)
+    assert np.allclose(ink_walls(gl[:1], pres[:1], 64, 32)[0].numpy(),
+                       [[14 / 64, 0.4375], [50 / 64, 0.5625]])
+
+
+def test_seen_walls_move_the_rule_to_the_bounces_in_the_context():
+    """Rule walls [13.9, 50.1] px. A digit whose step across the low row wall at 14.5 px is
+    mirrored (our generator, Srivastava's) puts that wall at 14.5: halfway between the
+    straight line (13.5) and the position seen (15.5). Put back on the high wall at 49.6
+    instead (SVG's way), the wall is between the extreme (49.6) and halfway (49.9): the rule's
+    50.1 moves to 49.9. Walls the digit never came near, and a turn far from any wall, leave
+    the rule; a turn near a wall that would put it 1.4 px inside the rule (a new velocity
+    drawn at a bounce off the other axis) is not a bounce; a position seen past the rule
+    pushes the wall out to it."""
+    from engine.fsde.video_render import seen_walls
+
+    rule = np.array([[13.9, 13.9], [50.1, 50.1]]) / 64
+
+    def walls(rows, cols):
+        obs = (np.stack([rows, cols], -1)[:, None] / 64).astype(np.float32)  # (N, 1 slot, 2)
+        return seen_walls(obs, np.ones((len(rows), 1), bool), rule, 64, 64) * 64
+
+    mirrored = np.array([25.5, 22.5, 19.5, 16.5, 15.5, 17.5, 19.5, 21.5, 23.5, 25.5])
+    turn = np.array([30.0, 31, 32, 33, 34, 33, 32, 31, 30, 29])  # turns at 34 px: no wall
+    assert np.allclose(walls(mirrored, turn), [[14.5, 13.9], [50.1, 50.1]], atol=1e-3)
+    put_back = np.array([38.0, 41, 44, 47, 49.6, 47.6, 45.6, 43.6, 41.6, 39.6])
+    assert np.allclose(walls(put_back, turn), [[13.9, 13.9], [49.9, 50.1]], atol=1e-3)
+    other_axis = np.array([30.2, 26.6, 23.0, 19.4, 15.8, 18.4, 21.0, 23.6, 26.2, 28.8])
+    assert np.allclose(walls(other_axis, turn), rule * 64, atol=1e-3)
+    past = np.array([42.0, 44, 46, 48, 50, 50.4, 50.3, 50.2, 50.1, 50.0])  # slow turn past 50.1
+    assert np.allclose(walls(past, turn), [[13.9, 13.9], [50.4, 50.1]], atol=1e-3)
 
 
 def test_walls_follow_the_size_of_the_digits():
@@ -635,15 +665,16 @@ def test_walls_follow_the_size_of_the_digits():
                                 svg_clips(12, d, seed=seed)[:, :10]])
         with torch.no_grad():
             enc = model.encode(torch.from_numpy(clips[:, :, None]), 10)
-        px = enc["margin"][:, 0].numpy() * 64  # (B, 2)
-        for part, wall in ((px[:12], 14.0), (px[12:], 16.5)):
-            assert abs(np.median(part) - wall) < 1.0, part
-            assert np.mean(np.abs(part - wall) < 1.5) >= 2 / 3, part
+        px = enc["walls"].numpy() * 64  # (B, 2 (low, high), 2)
+        for part, lo, hi in ((px[:12], 14.5, 50.5), (px[12:], 16.57, 47.57)):
+            for side, wall in ((part[:, 0], lo), (part[:, 1], hi)):
+                assert abs(np.median(side) - wall) < 1.0, side
+                assert np.mean(np.abs(side - wall) < 1.5) >= 2 / 3, side
         if d == 2:
             assert int((enc["presence"].sum(1) == 2).sum()) >= 22  # both digits found
     # the forecast's walls: each clip's own, repeated sample-major as the tracks are
     model._latents(enc, 12, n_obs=10, samples=3)
-    assert torch.equal(model.sde.diffusion.margin, enc["margin"].repeat(3, 1, 1))
+    assert torch.equal(model.sde.diffusion.walls, enc["walls"].repeat(3, 1, 1))
     with torch.no_grad():
         enc = model.encode(torch.from_numpy(svg_clips(40, 1, seed=3)[:, :10, None]), 10)
     assert int((enc["presence"].sum(1) == 2).sum()) <= 4
@@ -724,7 +755,7 @@ def test_track_matches_a_detection_past_a_wall_to_its_own_slot():
     coasts back from it."""
     from engine.fsde.video_render import track
 
-    L, m = 8, [14 / 64] * 2
+    L, m = 8, np.array([[14.0, 14.0], [50.0, 50.0]]) / 64
     t = np.arange(L)[:, None]
     low = np.array([28.0, 29.5]) + t * [-4.0, 1.0]
     pos = (np.stack([low, low - [13.6, 0.7]], 1) / 64).astype(np.float32)  # (L, 2 dets, 2)
@@ -761,8 +792,8 @@ def test_smooth_track_keeps_a_bounce_at_a_wall_and_drops_jumps_elsewhere():
     seen = true.copy()
     seen[3] += [8.0, -5.0]
     seen[L - 1] += [-9.0, 2.0]
-    margin = np.array([14.0, 14.0]) / H
-    out = vr.smooth_track((seen / H).astype(np.float32), H, H, margin) * H
+    walls = np.array([[14.0, 14.0], [50.0, 50.0]]) / H
+    out = vr.smooth_track((seen / H).astype(np.float32), H, H, walls) * H
     assert np.abs(out - true).max() < 0.3
     old = vr.smooth_track((seen / H).astype(np.float32), H, H) * H
     assert np.abs(old[L - 1] - true[L - 1]).max() > 5
@@ -793,7 +824,7 @@ def test_correct_recovers_lost_and_swapped_digits_and_keeps_a_bounce():
     true = torch.from_numpy(centres / 64).float()[None]
     gl = torch.from_numpy(np.stack(glyphs))[None, :, None]
     args = (torch.from_numpy(frames), torch.zeros(1, 1, H, W), gl, torch.ones(1, 2))
-    margin = vr.margins(H, W, g)
+    margin = vr.glimpse_walls(H, W, g)
     bad = true.clone()
     bad[0, 5, 0] += torch.tensor([9.0, -4.0]) / 64
     bad[0, 0, 1] += torch.tensor([-7.0, 2.0]) / 64
@@ -876,7 +907,8 @@ def test_forecast_hands_over_the_tracked_velocity():
         model.q0_logvar.fill_(-30.0)
         enc = model.encode(torch.from_numpy(clips[:, :10, None]), 10)
         xs, _, _ = model._latents(enc, 16, n_obs=10)
-    pred = fold(xs[:, :, :2], enc["margin"][:, 0])[0].numpy().transpose(1, 0, 2) * 64  # slot 0
+    pred = fold(xs[:, :, None, :2], enc["walls"])[0][:, :, 0]  # slot 0: (L, B, 2)
+    pred = pred.numpy().transpose(1, 0, 2) * 64
     track = enc["obs"][:, :10, 0].numpy() * 64
     # the glimpse centre sits at a fixed offset from the top-left corner: compare the motion
     err = np.linalg.norm((pred[:, 10:] - track[:, 9:10]) - (pos[:, 10:] - pos[:, 9:10]), axis=-1)
@@ -887,13 +919,16 @@ def test_fold_bounces_between_the_walls():
     from engine._torch import torch
     from engine.fsde.video_render import fold
 
-    m = torch.tensor([0.2, 0.25])
+    w = torch.tensor([[0.2, 0.25], [0.8, 0.7]])  # low (row, col), high (row, col)
     p = torch.tensor([[0.5, 0.5], [0.9, 0.1], [1.9, -0.6]])
-    f, sign = fold(p, m)
+    f, sign = fold(p, w)
     # 0.9 is 0.1 past the wall at 0.8 -> 0.7, moving back; 0.1 is 0.15 past 0.25 -> 0.4
     assert torch.allclose(f[:2], torch.tensor([[0.5, 0.5], [0.7, 0.4]]), atol=1e-6)
     assert sign[1].tolist() == [-1.0, -1.0] and sign[0].tolist() == [1.0, 1.0]
-    assert bool(((f >= m - 1e-6) & (f <= 1 - m + 1e-6)).all())
+    # a period is two spans: 1.9 is 1.7 = 1.2 + 0.5 above 0.2 -> 0.7; -0.6 is 0.85 = 0.9 - 0.05
+    # below 0.25 -> 0.3 (the row and column walls differ)
+    assert torch.allclose(f[2], torch.tensor([0.7, 0.3]), atol=1e-5)
+    assert bool(((f >= w[0] - 1e-6) & (f <= w[1] + 1e-6)).all())
 
 
 def test_tracks_follow_each_digit():

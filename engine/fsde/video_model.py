@@ -108,7 +108,7 @@ class SlotDiffusion(nn.Module):
     can concentrate where an object bounces and draws a new velocity, in proportion to its
     speed |v| (a slow digit's new velocity is spread less widely than a fast one's: one noise
     scale fitted to fast digits swamps slow ones). All learned, positive.
-    ``margin`` (B, 1, 2) (each clip's walls, normalised) is set per batch; ``step`` is the
+    ``walls`` (B, 2, 2) (each clip's walls, normalised) is set per batch; ``step`` is the
     time between frames. (B, 4S) -> (B, 4S)."""
 
     def __init__(self, slots: int, step: float):
@@ -119,16 +119,17 @@ class SlotDiffusion(nn.Module):
         self.raw_free = nn.Parameter(torch.full((2,), inv(0.05)))
         self.raw_wall = nn.Parameter(torch.full((2,), inv(0.7)))
         self.raw_rate = nn.Parameter(torch.tensor(inv(2.0)))
-        self.register_buffer("margin", torch.tensor([0.22, 0.22]), persistent=False)
+        self.register_buffer("walls", torch.tensor([[0.22, 0.22], [0.78, 0.78]]),
+                             persistent=False)
         self.frozen = False  # True: no gradient to the noise scales (see VideoSDE.elbo)
 
     def frames_to_wall(self, x) -> "torch.Tensor":
         """(B, 4S) -> (B, S, 1): frames until the nearest wall ahead, clipped to [0, 10]."""
         pose = x.view(x.shape[0], self.slots, 4)
-        m = self.margin.to(x)
-        pf, sign = vr.fold(pose[..., :2], m)
+        w = self.walls.to(x)
+        pf, sign = vr.fold(pose[..., :2], w)
         vel = sign * pose[..., 2:]
-        ahead = torch.where(vel > 0, 1 - m - pf, pf - m).clamp_min(0)
+        ahead = torch.where(vel > 0, w[..., 1:, :] - pf, pf - w[..., :1, :]).clamp_min(0)
         n = (ahead / (vel.abs() * self.step + 1e-6)).clamp(0, 10)
         return n.min(-1, keepdim=True).values
 
@@ -183,16 +184,18 @@ class VideoSDE(nn.Module):
         ``n_context`` frames, the background, the glimpses and which slots are present.
 
         Returns ``obs`` (B, L, S, 2) tracked positions, ``presence`` (B, S), ``glimpses``
-        (B, S, C, g, g), ``bg`` (B, C, H, W), ``margin`` (B, 1, 2) (each clip's walls, from
-        the size of its objects: :func:`~engine.fsde.video_render.wall_margins`), ``g``."""
+        (B, S, C, g, g), ``bg`` (B, C, H, W), ``walls`` (B, 2, 2) (each clip's walls, from
+        the size of its objects and the bounces in its context:
+        :func:`~engine.fsde.video_render.ink_walls`, :func:`~engine.fsde.video_render.seen_walls`),
+        ``g``."""
         import numpy as np
 
         B, L, C, H, W = frames.shape
         S = self.config["slots"]
         g = vr.glimpse_px(H, W, self.config["glimpse"])
         bg = frames[:, :n_context].min(1).values
-        first_walls = vr.margins(H, W, g, frames.device)
-        walls0 = first_walls.tolist()
+        first_walls = vr.glimpse_walls(H, W, g, frames.device)
+        walls0 = first_walls.cpu().numpy()
         ink = (frames - bg[:, None]).clamp_min(0)
         pos, valid = vr.detect(ink.mean(2).flatten(0, 1), g, n=S)
         pos, valid = pos.reshape(B, L, S, 2), valid.reshape(B, L, S)
@@ -235,8 +238,8 @@ class VideoSDE(nn.Module):
                 img = src * own.flatten(0, 1)[:, None].to(src)
             return vr.crop(img, centre.flatten(0, 1), g).view(B, S, C, g, g)
 
-        def smooth(o, margin):  # (B, L, S, 2) -> piecewise straight tracks
-            walls = margin.expand(B, 1, 2)[:, 0].cpu().numpy()
+        def smooth(o, walls):  # (B, L, S, 2) -> piecewise straight tracks
+            walls = walls.expand(B, 2, 2).cpu().numpy()
             return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W, w)
                                                for s in range(S)]
                                               for t, w in zip(o.cpu().numpy(), walls)]
@@ -257,21 +260,32 @@ class VideoSDE(nn.Module):
         shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)
         obs_t = smooth(obs_t + (shift / px)[:, None], first_walls)
         glimpses, obs_t = fit(cut(obs_t), obs_t, first_walls, 40)
-        margin = vr.wall_margins(glimpses, pres_t, H, W)
-        # fit the positions in all frames, check them against straight-line predictions in
-        # time (a digit lost or swapped where it overlaps the other one), fit the glimpses
-        # again, then the positions
-        obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
-        obs_t = vr.correct(frames, bg, glimpses, pres_t, obs_t, margin)
+        rule = vr.ink_walls(glimpses, pres_t, H, W)
+        # while the positions are fitted the walls are left 1.5 px looser than the rule (a
+        # wall too tight folds the positions near it back in, and they would not tell where
+        # it is): fit the positions in all frames, check them against straight-line
+        # predictions in time (a digit lost or swapped where it overlaps the other one), fit
+        # the glimpses again, then the positions
+        loose = rule + torch.tensor([-1.5, 1.5]).to(rule)[:, None] / px
+        obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, loose)
+        obs_t = vr.correct(frames, bg, glimpses, pres_t, obs_t, loose)
         # the glimpses again, now that the positions are right in every context frame (fitted
         # where a digit was lost or swapped, a glimpse fades: drawn in the wrong place there)
-        glimpses, obs_t = fit(glimpses, obs_t, margin, 20)
-        obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, margin)
-        return {"obs": smooth(obs_t, margin), "presence": pres_t, "glimpses": glimpses, "bg": bg,
-                "margin": margin, "g": g}
+        glimpses, obs_t = fit(glimpses, obs_t, loose, 20)
+        obs_t = vr.refine(frames, bg, glimpses, pres_t, obs_t, loose)
+        # then the walls the context's bounces show
+        ctx = obs_t[:, :n_context].cpu().numpy()
+        on = np.broadcast_to(presence[:, None] > 0, ctx.shape[:3])
+        walls = torch.from_numpy(np.stack([vr.seen_walls(c, o, r, H, W) for c, o, r in zip(
+            ctx, on, rule.cpu().numpy())])).to(frames)
+        # (a position past a wall that kept the rule, a frame the loose walls let through,
+        # is put on the wall: the posterior cannot reach it otherwise)
+        obs_t = torch.minimum(torch.maximum(obs_t, walls[:, None, :1]), walls[:, None, 1:])
+        return {"obs": smooth(obs_t, walls), "presence": pres_t, "glimpses": glimpses, "bg": bg,
+                "walls": walls, "g": g}
 
-    def _set_margin(self, margin) -> None:
-        self.sde.diffusion.margin = margin
+    def _set_walls(self, walls) -> None:
+        self.sde.diffusion.walls = walls
 
     def _latents(self, enc: dict, n_frames: int, n_obs: int, samples: int = 1):
         """Posterior through the first ``n_obs`` tracked frames, prior after: -> xs
@@ -290,8 +304,8 @@ class VideoSDE(nn.Module):
         m0 = torch.cat([obs[:, 0], v0], -1).flatten(1)  # (Bs, 4S)
         lv0 = self.q0_logvar.repeat(S).expand_as(m0)
         x0 = m0 + torch.randn_like(m0) * (0.5 * lv0).exp()
-        margin = enc["margin"].repeat(samples, 1, 1)  # as obs: sample-major
-        self._set_margin(margin)
+        walls = enc["walls"].repeat(samples, 1, 1)  # as obs: sample-major
+        self._set_walls(walls)
         sde = self.sde
         w = sde.omega().to(obs)
         wsum = w.sum()
@@ -304,7 +318,7 @@ class VideoSDE(nn.Module):
             tau = j * step - (t + h)
             pose = x.view(Bs, S, 4)
             p, v = pose[..., :2], pose[..., 2:]
-            pf, sign = vr.fold(p + v * h, margin)
+            pf, sign = vr.fold(p + v * h, walls)
             v_des = sign * (obs[:, j] - pf) / tau
             b = sde.drift(x).view(Bs, S, 4)[..., 2:]
             s = sde.diffusion(x).view(Bs, S, 4)[..., 2:]
@@ -338,7 +352,7 @@ class VideoSDE(nn.Module):
         bg = rep(enc["bg"])
         pos = xs.view(L, Bs, S, 4)[..., :2].transpose(0, 1).flatten(0, 1)  # (Bs * L, S, 2)
         canvas = vr.draw_clips(rep(enc["glimpses"]), pos, rep(enc["presence"]), bg,
-                               rep(enc["margin"]))
+                               rep(enc["walls"]))
         if self.residual is not None:
             canvas = (canvas + self.residual(canvas)).clamp(0.0, 1.0)
         return canvas.view(Bs, L, *bg.shape[1:])

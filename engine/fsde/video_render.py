@@ -2,17 +2,18 @@
 
 Coordinates: a position is the centre of an object in *normalised* frame coordinates
 (row / H, column / W), continuous (pixel i covers [i, i + 1)), so (0.5, 0.5) is the frame's
-centre. Objects live between walls ``margin`` from each edge (:func:`wall_margins`: from the
-size of their ink; per clip, (B, 1, 2), or (2,) for every clip); latent positions are unfolded
-(any real number) and :func:`fold` reflects them into [margin, 1 - margin], which is how a
-digit bounces off a wall.
+centre. Objects live between walls: ``walls`` (..., 2, 2) holds the lowest and the highest
+position (row, col) each axis allows, per clip (B, 2, 2) or for every clip (2, 2); latent
+positions are unfolded (any real number) and :func:`fold` reflects them between the walls,
+which is how a digit bounces off a wall.
 
 * :func:`detect` (no gradient): the two strongest blobs of ink (Gaussian-blurred frame minus
   background, sub-pixel peak by a quadratic fit; the second after removing the first's glimpse).
 * :func:`track`: consistent slot identities over a clip (constant-velocity prediction and
   nearest assignment); a second slot is "born" when a second object is seen;
   :func:`merge_piece` merges a second slot that moves rigidly with the first into it.
-* :func:`wall_margins`: each clip's walls, from the size of its objects' ink.
+* :func:`ink_walls`: each clip's walls, from the size of its objects' ink;
+  :func:`seen_walls` moves them to agree with the bounces seen in the context.
 * :func:`correct`: tracking by synthesis in time (constant-velocity predictions checked
   against the frames with the glimpses).
 * :func:`crop` / :func:`render`: glimpses (B, S, C, g, g) cut at positions and drawn back at
@@ -37,9 +38,10 @@ def glimpse_px(height: int, width: int, frac: float) -> int:
     return max(4, int(round(frac * min(height, width))))
 
 
-def margins(height: int, width: int, g: int, device=None) -> "torch.Tensor":
-    """Wall margins (row, col) in normalised units: half a glimpse. (2,)"""
-    return torch.tensor([g / 2 / height, g / 2 / width], dtype=torch.float32, device=device)
+def glimpse_walls(height: int, width: int, g: int, device=None) -> "torch.Tensor":
+    """Walls (2, 2) half a glimpse ``g`` from each edge (before the objects' size is known)."""
+    m = torch.tensor([g / 2 / height, g / 2 / width], dtype=torch.float32, device=device)
+    return torch.stack([m, 1 - m])
 
 
 def ink_extent(glimpses: "torch.Tensor") -> "torch.Tensor":
@@ -67,34 +69,84 @@ def ink_extent(glimpses: "torch.Tensor") -> "torch.Tensor":
     return torch.where(peak[:, :, 0].amax(-1) > 1e-6, side, torch.zeros_like(side))
 
 
-def wall_margins(glimpses: "torch.Tensor", presence: "torch.Tensor", height: int,
-                 width: int) -> "torch.Tensor":
-    """Walls (B, 1, 2) (row, col; normalised) for clips whose objects are the glimpses
-    (B, S, C, g, g) (``presence`` (B, S)): 0.7 times the largest ink extent
-    (:func:`ink_extent`) among the clip's objects (a piece of a digit or a lost one only looks
-    smaller), at most 0.45 of the frame; half a glimpse for a clip without an object with ink. A
-    moving-digit sprite is a square box 1.4 times its ink (MNIST: a 20 px digit in a 28 px
-    image), which bounces when the box touches the frame's edge: its centre is then half the
-    box, 0.7 ink extents, from the wall."""
+def ink_walls(glimpses: "torch.Tensor", presence: "torch.Tensor", height: int,
+              width: int) -> "torch.Tensor":
+    """Walls (B, 2, 2) for clips whose objects are the glimpses (B, S, C, g, g) (``presence``
+    (B, S)): 0.7 times the largest ink extent (:func:`ink_extent`) among the clip's objects
+    from each edge (a piece of a digit or a lost one only looks smaller), at most 0.45 of the
+    frame; half a glimpse for a clip without an object with ink. A moving-digit sprite is a
+    square box 1.4 times its ink (MNIST: a 20 px digit in a 28 px image), which bounces when
+    the box touches the frame's edge: its centre is then half the box, 0.7 ink extents, from
+    the wall. The digit's centre of ink sits about half a pixel from its box's centre, on a
+    side that depends on how the clips were made: :func:`seen_walls` measures it where it can."""
     B, S, C, g = glimpses.shape[:4]
     ext = ink_extent(glimpses.flatten(0, 1)).view(B, S)
     largest = (ext * presence).amax(1)
     px = torch.where(largest > 0, 0.7 * largest, torch.full_like(largest, g / 2))
     size = torch.tensor([height, width]).to(px)
-    return (px[:, None] / size).clamp(max=0.45)[:, None]  # (B, 1, 2)
+    m = (px[:, None] / size).clamp(max=0.45)  # (B, 2)
+    return torch.stack([m, 1 - m], 1)
 
 
-def per_frame(margin: "torch.Tensor", B: int, L: int) -> "torch.Tensor":
-    """Walls (2,) or (B, 1, 2) -> (B * L, 1, 2): one row per frame of B clips of L frames."""
-    return margin.expand(B, 1, 2)[:, None].expand(B, L, 1, 2).flatten(0, 1)
+def seen_walls(obs: np.ndarray, seen: np.ndarray, walls: np.ndarray, height: int, width: int,
+               near_px: float = 3.0, turn_px: float = 0.5, inward_px: float = 1.25) -> np.ndarray:
+    """One clip's walls (2, 2) (normalised) from the rule ``walls`` (:func:`ink_walls`),
+    moved to agree with the bounces in its tracks obs (N, S, 2) (normalised; ``seen`` (N, S)).
+
+    A bounce off the high wall of an axis is a frame k where the object moved up at more than
+    ``turn_px`` per frame and the next position falls short of that step's straight line by
+    more than 2 ``turn_px``, within ``near_px`` of the rule's wall (elsewhere a new velocity
+    is not a wall), and that does not put the wall more than ``inward_px`` inside the rule's
+    (a digit bouncing off a wall of the other axis can draw a new velocity on this one too,
+    near a wall of this one). Clip generators bounce two ways: reflecting the step that
+    crossed the wall (the wall is halfway between the straight line's position and the one
+    seen: Srivastava's Moving MNIST, ours) or putting the object back on the wall (the wall is
+    the extreme position: Denton and Fergus's SVG), so the wall is at most the larger of the
+    two. It is at least every position seen. The rule's wall is moved into those bounds (a
+    wall without a bounce only moves out to the positions seen). The low walls likewise.
+    -> (2, 2)."""
+    scale = np.array([height, width], np.float64)
+    out = np.asarray(walls, np.float64) * scale  # (2, 2) px
+    px = obs * scale
+    N, S = seen.shape
+    for ax in range(2):
+        for side, sign in ((0, -1.0), (1, 1.0)):  # sign: direction towards the wall
+            lower, upper = -np.inf, np.inf  # bounds on sign * wall
+            rule = sign * out[side, ax]
+            for s in range(S):
+                x = sign * px[:, s, ax]
+                if seen[:, s].any():
+                    lower = max(lower, x[seen[:, s]].max())
+                k = 1
+                while k < N - 1:
+                    v = x[k] - x[k - 1]
+                    ok = seen[k - 1:k + 2, s].all() and v > turn_px
+                    short = x[k] + v - x[k + 1]
+                    edge = max(x[k], x[k + 1])
+                    mid = x[k + 1] + 0.5 * short  # the wall if the step was reflected
+                    if (ok and short > 2 * turn_px and abs(edge - rule) <= near_px
+                            and max(edge, mid) >= rule - inward_px):
+                        upper = min(upper, max(edge, mid))
+                        k += 2  # the frame after belongs to the same bounce
+                    else:
+                        k += 1
+            if np.isfinite(lower):
+                out[side, ax] = sign * np.clip(rule, lower, max(lower, upper))
+    return (out / scale).astype(np.float32)
 
 
-def fold(p: "torch.Tensor", m: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Reflect unfolded positions p (..., 2) into [m, 1 - m] (triangle wave): -> (folded,
-    sign) where sign (..., 2) is d folded / d p = +-1."""
-    span = (1 - 2 * m).clamp_min(1e-3)
-    z = torch.remainder(p - m, 2 * span)
-    return m + span - (z - span).abs(), torch.where(z < span, 1.0, -1.0).to(p.dtype)
+def per_frame(walls: "torch.Tensor", B: int, L: int) -> "torch.Tensor":
+    """Walls (2, 2) or (B, 2, 2) -> (B * L, 2, 2): one row per frame of B clips of L frames."""
+    return walls.expand(B, 2, 2)[:, None].expand(B, L, 2, 2).flatten(0, 1)
+
+
+def fold(p: "torch.Tensor", walls: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Reflect unfolded positions p (..., S, 2) between the walls (..., 2, 2) (triangle wave):
+    -> (folded, sign) where sign (..., S, 2) is d folded / d p = +-1."""
+    lo, hi = walls[..., :1, :], walls[..., 1:, :]
+    span = (hi - lo).clamp_min(1e-3)
+    z = torch.remainder(p - lo, 2 * span)
+    return lo + span - (z - span).abs(), torch.where(z < span, 1.0, -1.0).to(p.dtype)
 
 
 def _gauss_kernel(sigma: float) -> "torch.Tensor":
@@ -157,10 +209,10 @@ def _subpixel(heat, ri, ci, size, axis):
     return off.clamp(-0.5, 0.5)
 
 
-def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
+def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, walls=((0.0, 0.0), (1.0, 1.0))
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slot tracks over one clip from detections pos (L, n, 2), valid (L, n); a slot not seen
-    coasts at its last velocity, reflected at the walls ``margin`` (row, col) from the edges;
+    coasts at its last velocity, reflected at the walls (2, 2) (low and high (row, col));
     a detection goes to the slot whose prediction, reflected or not, is nearest.
 
     Returns obs (L, slots, 2) (a coasted prediction where a slot was not seen), seen
@@ -172,13 +224,13 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, margin=(0.0, 0.0)
     born = np.zeros(slots, bool)
     cur = np.full((slots, 2), 0.5, np.float32)
     vel = np.zeros((slots, 2), np.float32)
-    m = np.asarray(margin, np.float32)
+    lo, hi = np.asarray(walls, np.float32)
     for t in range(L):
         dets = [pos[t, j] for j in range(pos.shape[1]) if valid[t, j]]
         straight = cur + vel
-        out = (straight < m) | (straight > 1 - m)
-        pred = np.where(straight < m, 2 * m - straight,
-                        np.where(straight > 1 - m, 2 * (1 - m) - straight, straight))
+        out = (straight < lo) | (straight > hi)
+        pred = np.where(straight < lo, 2 * lo - straight,
+                        np.where(straight > hi, 2 * hi - straight, straight))
         kept, vel = vel, np.where(out, -vel, vel)
         if slots == 2 and not born[1]:
             pred[1], straight[1] = pred[0], straight[0]
@@ -247,11 +299,11 @@ def merge_piece(obs: np.ndarray, seen: np.ndarray, n_context: int, g: int, heigh
     return obs, seen
 
 
-def smooth_track(obs: np.ndarray, height: int, width: int, margin=None,
+def smooth_track(obs: np.ndarray, height: int, width: int, walls=None,
                  jump_px: float = 0.75, slack_px: float = 3.0) -> np.ndarray:
     """Piecewise-straight version of a slot track obs (L, 2) (normalised). The frame-to-frame
     displacements are cut into runs that stay within ``jump_px`` pixels per frame of their
-    run's mean; with the walls ``margin`` (2,) (normalised), a run only ends where the
+    run's mean; with the walls (2, 2) (normalised), a run only ends where the
     object can have bounced: its run's line, extended to that frame, is within its speed +
     ``slack_px`` of a wall it moves towards. Elsewhere a jump is a tracking error (a digit
     lost for a frame where it overlaps another one), so the run goes on and its line is a
@@ -261,8 +313,7 @@ def smooth_track(obs: np.ndarray, height: int, width: int, margin=None,
         return obs.copy()
     scale = np.array([height, width], np.float32)
     px = obs * scale
-    lo = None if margin is None else np.asarray(margin, np.float64) * scale
-    hi = None if margin is None else scale - lo
+    lo, hi = (None, None) if walls is None else np.asarray(walls, np.float64) * scale
 
     def line(a, b):
         t = np.arange(a, b + 1, dtype=np.float64)
@@ -309,7 +360,7 @@ def centre_of_ink(glimpses: "torch.Tensor") -> "torch.Tensor":
     """Offset (B, 2) in pixels (row, col) from the centre of glimpses (B, C, g, g) to the
     centre of mass of their ink. MNIST digits are centred on their centre of mass, so moving a
     glimpse by this offset puts its centre where the digit's box centre is, which is what
-    bounces off the walls (:func:`wall_margins`)."""
+    bounces off the walls (:func:`ink_walls`)."""
     ink = glimpses.mean(1).clamp_min(0)
     g = ink.shape[-1]
     c = torch.arange(g, dtype=ink.dtype, device=ink.device) + 0.5 - g / 2
@@ -318,13 +369,13 @@ def centre_of_ink(glimpses: "torch.Tensor") -> "torch.Tensor":
 
 
 def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
-           presence: "torch.Tensor", obs: "torch.Tensor", margin: "torch.Tensor",
+           presence: "torch.Tensor", obs: "torch.Tensor", walls: "torch.Tensor",
            iters: int = 24) -> "torch.Tensor":
     """Analysis by synthesis: move the tracked positions obs (B, L, S, 2) so that the glimpses
     (B, S, C, g, g) drawn there over the background bg (B, C, H, W) reproduce the frames
     (B, L, C, H, W) (squared error on 4 x 4 blocks, then on pixels; Adam with steps shrinking
     from 0.6 to 0.05 px). Frame-by-frame detection confuses two digits that touch; the glimpses
-    do not. Positions are kept between the walls ``margin`` by :func:`fold`. -> refined
+    do not. Positions are kept between the ``walls`` by :func:`fold`. -> refined
     positions (B, L, S, 2), no gradient."""
     B, L, C, H, W = frames.shape
     S = glimpses.shape[1]
@@ -333,7 +384,7 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
         p = obs.detach().flatten(0, 1).clone().requires_grad_(True)
         opt = torch.optim.Adam([p], lr=0.6 / max(H, W))
         for i in range(iters):
-            diff = draw_clips(glimpses, p, presence, bg, margin) - flat
+            diff = draw_clips(glimpses, p, presence, bg, walls) - flat
             if i < iters // 2:  # coarse: 4 x 4 pixel blocks, so a digit a few pixels off is seen
                 diff = F.avg_pool2d(diff, 4, ceil_mode=True)
             loss = (diff ** 2).sum()
@@ -342,15 +393,15 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
             for group in opt.param_groups:
                 group["lr"] = (0.05 + 0.55 * (1 - i / iters)) / max(H, W)
             opt.step()
-    return fold(p.detach(), per_frame(margin, B, L))[0].view(B, L, S, 2)
+    return fold(p.detach(), per_frame(walls, B, L))[0].view(B, L, S, 2)
 
 
 def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
             presence: "torch.Tensor", obs: "torch.Tensor",
-            margin: "torch.Tensor") -> "torch.Tensor":
+            walls: "torch.Tensor") -> "torch.Tensor":
     """Tracking by synthesis in time: in each frame, each slot's position obs (B, L, S, 2)
     stays, takes the other slot's position, or is replaced by its constant-velocity
-    prediction from the two frames before it (reflected at the walls ``margin``), whichever
+    prediction from the two frames before it (reflected at the ``walls``), whichever
     way the glimpses (B, S, C, g, g) drawn over bg (B, C, H, W) reproduce the frame
     (B, L, C, H, W) best (squared error); a forward pass, then a backward one (predictions
     from the two frames after). Frame-by-frame detection and refinement lose a digit that
@@ -370,26 +421,26 @@ def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor"
         for order, step in ((range(2, L), 1), (range(L - 3, -1, -1), -1)):
             for t in order:
                 near, far = obs[:, t - step], obs[:, t - 2 * step]
-                pred = fold(2 * near - far, margin)[0]  # (B, S, 2)
+                pred = fold(2 * near - far, walls)[0]  # (B, S, 2)
                 options = torch.stack([obs[:, t, (slots + k) % S] for k in range(S)] + [pred],
                                       2)  # (B, S, S + 1, 2): own, other, predicted
                 cand = options[:, slots[None], pick]  # (B, K, S, 2)
-                drawn = draw_clips(glimpses, cand.flatten(0, 1), presence, bg, margin)
+                drawn = draw_clips(glimpses, cand.flatten(0, 1), presence, bg, walls)
                 err = (drawn.view(B, K, C, H, W) - frames[:, t, None]).pow(2).sum((2, 3, 4))
                 obs[:, t] = cand[ar, err.argmin(1)]
     return obs
 
 
 def draw_clips(glimpses: "torch.Tensor", positions: "torch.Tensor", presence: "torch.Tensor",
-               bg: "torch.Tensor", margin: "torch.Tensor") -> "torch.Tensor":
+               bg: "torch.Tensor", walls: "torch.Tensor") -> "torch.Tensor":
     """Each clip's glimpses (B, S, C, g, g), weighted by presence (B, S), drawn at its L
-    unfolded positions (B * L, S, 2) (reflected between the walls ``margin`` by :func:`fold`)
+    unfolded positions (B * L, S, 2) (reflected between the ``walls`` by :func:`fold`)
     over its background bg (B, C, H, W), pixelwise maximum: -> frames (B * L, C, H, W)."""
     B = glimpses.shape[0]
     C, H, W = bg.shape[1:]
     L = positions.shape[0] // B
     ex = lambda a: a[:, None].expand(B, L, *a.shape[1:]).flatten(0, 1)  # noqa: E731
-    drawn = render(ex(glimpses), fold(positions, per_frame(margin, B, L))[0], ex(presence), H, W)
+    drawn = render(ex(glimpses), fold(positions, per_frame(walls, B, L))[0], ex(presence), H, W)
     return torch.maximum(drawn, ex(bg))
 
 
@@ -403,7 +454,7 @@ def centre_glimpses(glimpses: "torch.Tensor") -> tuple["torch.Tensor", "torch.Te
 
 
 def decompose(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
-              presence: "torch.Tensor", obs: "torch.Tensor", margin: "torch.Tensor",
+              presence: "torch.Tensor", obs: "torch.Tensor", walls: "torch.Tensor",
               iters: int = 40) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Fit the glimpses' pixels (B, S, C, g, g) and the positions obs (B, L, S, 2) together
     so that the glimpses drawn there over bg (B, C, H, W) reproduce the frames (B, L, C, H, W)
@@ -419,12 +470,12 @@ def decompose(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tenso
         opt = torch.optim.Adam([{"params": [p], "lr": 0.3 / max(H, W)},
                                 {"params": [ink], "lr": 0.03}])
         for _ in range(iters):
-            loss = ((draw_clips(ink.clamp(0, 1), p, presence, bg, margin) - flat) ** 2).sum()
+            loss = ((draw_clips(ink.clamp(0, 1), p, presence, bg, walls) - flat) ** 2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
     return (ink.detach().clamp(0, 1),
-            fold(p.detach(), per_frame(margin, B, L))[0].view(B, L, -1, 2))
+            fold(p.detach(), per_frame(walls, B, L))[0].view(B, L, -1, 2))
 
 
 def scale_shift_grid(scale: "torch.Tensor", shift: "torch.Tensor", height: int,
