@@ -284,9 +284,6 @@ class VideoSDE(nn.Module):
         return {"obs": smooth(obs_t, walls), "presence": pres_t, "glimpses": glimpses, "bg": bg,
                 "walls": walls, "g": g}
 
-    def _set_walls(self, walls) -> None:
-        self.sde.diffusion.walls = walls
-
     def _latents(self, enc: dict, n_frames: int, n_obs: int, samples: int = 1):
         """Posterior through the first ``n_obs`` tracked frames, prior after: -> xs
         (n_frames, B * samples, 4S), path KL (B * samples,), KL(q(x0)) (B * samples,)."""
@@ -305,7 +302,7 @@ class VideoSDE(nn.Module):
         lv0 = self.q0_logvar.repeat(S).expand_as(m0)
         x0 = m0 + torch.randn_like(m0) * (0.5 * lv0).exp()
         walls = enc["walls"].repeat(samples, 1, 1)  # as obs: sample-major
-        self._set_walls(walls)
+        self.sde.diffusion.walls = walls  # the prior's wall noise needs each clip's walls
         sde = self.sde
         w = sde.omega().to(obs)
         wsum = w.sum()
