@@ -599,9 +599,10 @@ def test_ink_extent_is_the_width_at_half_maximum():
 
 
 def test_ink_walls_per_clip_from_the_largest_object():
-    """Clip 0: a 20 px and a 10 px object -> walls 0.7 x 20 = 14 px; clip 1: only the 10 px
-    object present (the 20 px glimpse is not) -> 7 px; clip 2: a present slot with a blank
-    glimpse -> half a glimpse; a 60 px object on a 64 px frame is capped at 0.45."""
+    """Clip 0: a 20 px and a 10 px object -> walls 0.725 x 20 = 14.5 px from the low edges
+    and 0.675 x 20 = 13.5 px from the high ones; clip 1: only the 10 px object present (the
+    20 px glimpse is not) -> 7.25 and 6.75 px; clip 2: a present slot with a blank glimpse ->
+    half a glimpse; on a 32 px wide frame the margin is capped at 0.45 of it."""
     from engine._torch import torch
     from engine.fsde.video_render import ink_walls
 
@@ -614,10 +615,11 @@ def test_ink_walls_per_clip_from_the_largest_object():
     pres = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     w = ink_walls(gl, pres, 64, 64)
     assert w.shape == (3, 2, 2)
-    assert np.allclose(w[:, 0].numpy() * 64, [[14, 14], [7, 7], [14, 14]], atol=1e-4)
-    assert np.allclose(w[:, 1].numpy() * 64, [[50, 50], [57, 57], [50, 50]], atol=1e-4)
+    assert np.allclose(w[:, 0].numpy() * 64, [[14.5, 14.5], [7.25, 7.25], [14, 14]], atol=1e-4)
+    assert np.allclose(w[:, 1].numpy() * 64, [[50.5, 50.5], [57.25, 57.25], [50, 50]],
+                       atol=1e-4)
     assert np.allclose(ink_walls(gl[:1], pres[:1], 64, 32)[0].numpy(),
-                       [[14 / 64, 0.4375], [50 / 64, 0.5625]])
+                       [[14.5 / 64, 0.45], [50.5 / 64, 1 - 13.5 / 32]])
 
 
 def test_seen_walls_move_the_rule_to_the_bounces_in_the_context():
@@ -649,13 +651,17 @@ def test_seen_walls_move_the_rule_to_the_bounces_in_the_context():
 
 
 def test_walls_follow_the_size_of_the_digits():
-    """A sprite bounces when its box touches the frame's edge, so its centre's walls are half
-    a sprite from the edges: 14 px for this project's 28 px digits, 16 (top, left) and 17
-    (bottom, right) for the 32 px digits of Denton & Fergus's generator (the benchmark's
-    clips). Measured from each clip's glimpses, the walls are within a pixel of that in the
-    median, within 1.5 px in two clips out of three (the misses: two digits overlapping in
-    every context frame); and a 32 px digit is one object, not a digit and a piece of it, in
-    at least 9 clips out of 10 (without :func:`merge_piece`, 3 in 4)."""
+    """A sprite bounces when its box touches the frame's edge, and MNIST centres a digit's
+    centre of mass half a pixel (of its 28 px image) past the box's centre: the walls of the
+    centre of ink are [14.5, 50.5] px for this project's 28 px digits (Srivastava et al.'s
+    generator too) and [16.57, 47.57] for the 32 px digits of Denton & Fergus's generator
+    (the benchmark's SVG clips; its box stops a pixel short of the high edge). Measured from
+    each clip's glimpses, ours are within a quarter pixel in the median and within half a
+    pixel in three clips out of four; SVG's low walls as well (half a pixel in half the
+    clips), its high walls a pixel out in the median (the rule knows no off-by-one;
+    :func:`seen_walls` corrects it where a bounce is seen); every wall within 1.5 px in two clips out of three (the misses: two digits
+    overlapping in every context frame); and a 32 px digit is one object, not a digit and a
+    piece of it, in at least 9 clips out of 10 (without :func:`merge_piece`, 3 in 4)."""
     from engine._torch import torch
     from engine.fsde.video_model import VideoSDE
 
@@ -666,10 +672,16 @@ def test_walls_follow_the_size_of_the_digits():
         with torch.no_grad():
             enc = model.encode(torch.from_numpy(clips[:, :, None]), 10)
         px = enc["walls"].numpy() * 64  # (B, 2 (low, high), 2)
-        for part, lo, hi in ((px[:12], 14.5, 50.5), (px[12:], 16.57, 47.57)):
-            for side, wall in ((part[:, 0], lo), (part[:, 1], hi)):
-                assert abs(np.median(side) - wall) < 1.0, side
-                assert np.mean(np.abs(side - wall) < 1.5) >= 2 / 3, side
+        ours, svg = px[:12], px[12:]
+        for side, wall, share in ((ours[:, 0], 14.5, 0.75), (ours[:, 1], 50.5, 0.75),
+                                  (svg[:, 0], 16.57, 0.5), (svg[:, 1], 47.57, None)):
+            err = side - wall
+            assert np.mean(np.abs(err) < 1.5) >= 2 / 3, side
+            if share is None:  # SVG's high wall: a pixel out unless a bounce shows it
+                assert 0.75 < np.median(err) < 1.25, side
+            else:
+                assert abs(np.median(err)) < 0.25, side
+                assert np.mean(np.abs(err) < 0.5) >= share, side
         if d == 2:
             assert int((enc["presence"].sum(1) == 2).sum()) >= 22  # both digits found
     # the forecast's walls: each clip's own, repeated sample-major as the tracks are

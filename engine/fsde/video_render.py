@@ -72,20 +72,28 @@ def ink_extent(glimpses: "torch.Tensor") -> "torch.Tensor":
 def ink_walls(glimpses: "torch.Tensor", presence: "torch.Tensor", height: int,
               width: int) -> "torch.Tensor":
     """Walls (B, 2, 2) for clips whose objects are the glimpses (B, S, C, g, g) (``presence``
-    (B, S)): 0.7 times the largest ink extent (:func:`ink_extent`) among the clip's objects
-    from each edge (a piece of a digit or a lost one only looks smaller), at most 0.45 of the
-    frame; half a glimpse for a clip without an object with ink. A moving-digit sprite is a
-    square box 1.4 times its ink (MNIST: a 20 px digit in a 28 px image), which bounces when
-    the box touches the frame's edge: its centre is then half the box, 0.7 ink extents, from
-    the wall. The digit's centre of ink sits about half a pixel from its box's centre, on a
-    side that depends on how the clips were made: :func:`seen_walls` measures it where it can."""
+    (B, S)), from the largest ink extent e (:func:`ink_extent`) among the clip's objects (a
+    piece of a digit or a lost one only looks smaller): 0.725 e from the low edge of each axis
+    and 0.675 e from the high one, at most 0.45 of the frame; half a glimpse for a clip
+    without an object with ink. A moving-digit sprite is a square box 1.4 e (MNIST: a 20 px
+    digit in a 28 px image) that bounces when the box touches the frame's edge, so the box's
+    centre turns 0.7 e from each edge; MNIST puts a digit's centre of mass, which is what the
+    glimpses are centred on, at pixel 14 of its 28 (14.5 px from the image's corner, half a
+    pixel of the image, 0.025 e, past the box's centre on both axes). That gives the walls of
+    Srivastava et al.'s generator and ours exactly ([14.5, 50.5] px for 28 px digits on 64
+    px); Denton and Fergus's puts the box back one pixel short of the high edge, which
+    :func:`seen_walls` finds where the context shows a bounce."""
     B, S, C, g = glimpses.shape[:4]
     ext = ink_extent(glimpses.flatten(0, 1)).view(B, S)
     largest = (ext * presence).amax(1)
-    px = torch.where(largest > 0, 0.7 * largest, torch.full_like(largest, g / 2))
-    size = torch.tensor([height, width]).to(px)
-    m = (px[:, None] / size).clamp(max=0.45)  # (B, 2)
-    return torch.stack([m, 1 - m], 1)
+    found = largest > 0
+    size = torch.tensor([height, width]).to(largest)
+
+    def margin(k):  # (B, 2): k ink extents from the edge, normalised
+        px = torch.where(found, k * largest, torch.full_like(largest, g / 2))
+        return (px[:, None] / size).clamp(max=0.45)
+
+    return torch.stack([margin(0.725), 1 - margin(0.675)], 1)
 
 
 def seen_walls(obs: np.ndarray, seen: np.ndarray, walls: np.ndarray, height: int, width: int,
