@@ -659,9 +659,10 @@ def test_walls_follow_the_size_of_the_digits():
     each clip's glimpses, ours are within a quarter pixel in the median and within half a
     pixel in three clips out of four; SVG's low walls as well (half a pixel in half the
     clips), its high walls a pixel out in the median (the rule knows no off-by-one;
-    :func:`seen_walls` corrects it where a bounce is seen); every wall within 1.5 px in two clips out of three (the misses: two digits
-    overlapping in every context frame); and a 32 px digit is one object, not a digit and a
-    piece of it, in at least 9 clips out of 10 (without :func:`merge_piece`, 3 in 4)."""
+    :func:`seen_walls` corrects it where a bounce is seen); every wall within 1.5 px in two
+    clips out of three (the misses: two digits overlapping in every context frame); and a 32
+    px digit is one object, not a digit and a piece of it, in at least 9 clips out of 10
+    (without :func:`merge_piece`, 3 in 4)."""
     from engine._torch import torch
     from engine.fsde.video_model import VideoSDE
 
