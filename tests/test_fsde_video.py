@@ -899,6 +899,88 @@ def test_quiet_forecast_carries_the_digit_on_at_its_velocity():
     assert np.median(err) < 2.0 and (err.max(1) < 2.5).sum() >= 4, err.round(1)
 
 
+def test_quiet_forecast_bounces_where_the_last_context_step_crossed_a_wall():
+    """A digit that bounced in the last context step (its last tracked position reflected at
+    the wall) is handed over with its mirrored velocity: the posterior path crosses the wall
+    instead of turning back short of it (it did until the thirteenth session: the forecast
+    then set off with the net step, a fraction of a pixel per frame, and was several pixels
+    off after one frame). Mirror-bounce clips, untrained model with (almost) no noise."""
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE
+
+    data = moving_digits(200, 16, 64, 1, seed=3, split="test", bounce="reflect",
+                         speed=(0.05, 0.08))
+    last = data.bounces[:, 8, 0] & ~data.bounces[:, 9:15, 0].any(1)
+    clips = data.frames[last][:6]
+    assert len(clips) == 6
+    model = VideoSDE({"context": 10, "horizon": 6})
+    with torch.no_grad():
+        for name in ("raw_free", "raw_wall", "raw_p"):
+            getattr(model.sde.diffusion, name).fill_(-12.0)
+        model.q0_logvar.fill_(-30.0)
+    torch.manual_seed(0)
+    pred = model.forecast(torch.from_numpy(clips[:, :10, None]), 6, samples=1)[0, :, 10:, 0]
+    rr = np.arange(64) + 0.5
+
+    def centre(f):  # (..., H, W) -> (..., 2) centre of ink in pixels
+        m = f.sum((-2, -1))
+        return np.stack([(f.sum(-1) * rr).sum(-1) / m, (f.sum(-2) * rr).sum(-1) / m], -1)
+
+    err = np.linalg.norm(centre(pred.numpy()) - centre(clips[:, 10:]), axis=-1)  # (6, 6)
+    assert np.median(err) < 0.75 and err.max() < 1.5, err.round(1)
+
+
+def test_quiet_forecast_takes_the_new_velocity_after_a_bounce_a_step_earlier():
+    """A digit that bounced one step before the last context step and drew a new velocity
+    (random bounce) goes on with the velocity of the last step, not the speed before the
+    bounce, even where the path takes the bounce for one in the last step (a wall a few
+    tenths of a pixel off). Untrained model with (almost) no noise."""
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE
+
+    data = moving_digits(300, 16, 64, 1, seed=8, split="test", bounce="random",
+                         speed=(0.03, 0.08))
+    turned = data.bounces[:, 7, 0] & ~data.bounces[:, 8:15, 0].any(1)
+    clips = data.frames[turned][:8]
+    assert len(clips) == 8
+    model = VideoSDE({"context": 10, "horizon": 6})
+    with torch.no_grad():
+        for name in ("raw_free", "raw_wall", "raw_p"):
+            getattr(model.sde.diffusion, name).fill_(-12.0)
+        model.q0_logvar.fill_(-30.0)
+    torch.manual_seed(0)
+    pred = model.forecast(torch.from_numpy(clips[:, :10, None]), 6, samples=1)[0, :, 10:, 0]
+    rr = np.arange(64) + 0.5
+
+    def centre(f):  # (..., H, W) -> (..., 2) centre of ink in pixels
+        m = f.sum((-2, -1))
+        return np.stack([(f.sum(-1) * rr).sum(-1) / m, (f.sum(-2) * rr).sum(-1) / m], -1)
+
+    err = np.linalg.norm(centre(pred.numpy()) - centre(clips[:, 10:]), axis=-1)  # (8, 6)
+    # (a velocity from one step carries its two positions' error: up to 0.3 px per frame;
+    # the speed before the bounce put two of these clips 6 and 16 px off after six frames)
+    assert np.median(err) < 0.75 and err.max() < 2.5, err.round(1)
+
+
+def test_wall_noise_where_an_object_is_about_to_bounce_or_has_just_bounced():
+    """The prior's velocity noise is large within a frame or so of a wall on either side of
+    the object (a digit that has just bounced draws a new velocity the frames do not show
+    yet), in proportion to its speed, and small in the middle of the frame."""
+    from engine._torch import torch
+    from engine.fsde.video_model import SlotDiffusion
+
+    dif = SlotDiffusion(1, step=1 / 19)
+    dif.walls = torch.tensor([[[0.25, 0.25], [0.75, 0.75]]])
+    speed = 0.06 * 19  # 0.06 frame widths (about 4 px) per frame, in units per unit time
+
+    def s_v(row, v_row):  # the row velocity's noise for a slot at (row, 0.5)
+        return float(dif(torch.tensor([[row, 0.5, v_row, 0.0]])).detach()[0, 2])
+
+    into, away, middle = s_v(0.73, speed), s_v(0.73, -speed), s_v(0.5, speed)
+    assert abs(into - away) < 1e-6 * into and into > 5 * middle, (into, away, middle)
+    assert s_v(0.73, 2 * speed) > 1.5 * into  # in proportion to the speed
+
+
 def test_forecast_hands_over_the_tracked_velocity():
     """Away from the walls a quiet forecast goes on at the velocity of the last observed
     interval: the prior starts from the tracked positions' slope, not from the posterior

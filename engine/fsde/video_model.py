@@ -104,8 +104,8 @@ class SlotDiffusion(nn.Module):
 
         s_v = s_free + s_wall * |v| * exp(-rate * n_wall),
 
-    n_wall = frames until the slot reaches its nearest wall ahead (either axis), so the noise
-    can concentrate where an object bounces and draws a new velocity, in proportion to its
+    n_wall = frames from the slot to its nearest wall (either axis, ahead or behind), so the
+    noise can concentrate where an object bounces and draws a new velocity, in proportion to its
     speed |v| (a slow digit's new velocity is spread less widely than a fast one's: one noise
     scale fitted to fast digits swamps slow ones). All learned, positive.
     ``walls`` (B, 2, 2) (each clip's walls, normalised) is set per batch; ``step`` is the
@@ -124,13 +124,14 @@ class SlotDiffusion(nn.Module):
         self.frozen = False  # True: no gradient to the noise scales (see VideoSDE.elbo)
 
     def frames_to_wall(self, x) -> "torch.Tensor":
-        """(B, 4S) -> (B, S, 1): frames until the nearest wall ahead, clipped to [0, 10]."""
+        """(B, 4S) -> (B, S, 1): frames, at the slot's speed, to its nearest wall (either axis,
+        ahead or behind: an object about to bounce or that has just bounced, whose new
+        velocity the frames do not show yet), clipped to [0, 10]."""
         pose = x.view(x.shape[0], self.slots, 4)
         w = self.walls.to(x)
-        pf, sign = vr.fold(pose[..., :2], w)
-        vel = sign * pose[..., 2:]
-        ahead = torch.where(vel > 0, w[..., 1:, :] - pf, pf - w[..., :1, :]).clamp_min(0)
-        n = (ahead / (vel.abs() * self.step + 1e-6)).clamp(0, 10)
+        pf, _ = vr.fold(pose[..., :2], w)
+        gap = torch.minimum(w[..., 1:, :] - pf, pf - w[..., :1, :]).clamp_min(0)
+        n = (gap / (pose[..., 2:].abs() * self.step + 1e-6)).clamp(0, 10)
         return n.min(-1, keepdim=True).values
 
     def forward(self, *args):
@@ -279,10 +280,12 @@ class VideoSDE(nn.Module):
         walls = torch.from_numpy(np.stack([vr.seen_walls(c, o, r, H, W) for c, o, r in zip(
             ctx, on, rule.cpu().numpy())])).to(frames)
         # (a position past a wall that kept the rule, a frame the loose walls let through,
-        # is put on the wall: the posterior cannot reach it otherwise)
-        obs_t = torch.minimum(torch.maximum(obs_t, walls[:, None, :1]), walls[:, None, 1:])
-        return {"obs": smooth(obs_t, walls), "presence": pres_t, "glimpses": glimpses, "bg": bg,
-                "walls": walls, "g": g}
+        # is put on the wall: the posterior cannot reach it otherwise; so is one the straight
+        # runs carry past it, where a digit bounced just off the wall)
+        inside = lambda o: torch.minimum(torch.maximum(o, walls[:, None, :1]),  # noqa: E731
+                                         walls[:, None, 1:])
+        return {"obs": inside(smooth(inside(obs_t), walls)), "presence": pres_t,
+                "glimpses": glimpses, "bg": bg, "walls": walls, "g": g}
 
     def _latents(self, enc: dict, n_frames: int, n_obs: int, samples: int = 1):
         """Posterior through the first ``n_obs`` tracked frames, prior after: -> xs
@@ -315,8 +318,14 @@ class VideoSDE(nn.Module):
             tau = j * step - (t + h)
             pose = x.view(Bs, S, 4)
             p, v = pose[..., :2], pose[..., 2:]
-            pf, sign = vr.fold(p + v * h, walls)
-            v_des = sign * (obs[:, j] - pf) / tau
+            # the unfolded target: the tracked position taken on the side of the wall where the
+            # current velocity would put the object at frame j (a step that crosses a wall
+            # bounces; linearised at the next sub-step instead, a bounce in the last context
+            # interval was tracked as a slow step back from the wall: the forecast then set
+            # off with the wrong velocity)
+            q = p + v * (h + tau)
+            qf, sign = vr.fold(q, walls)
+            v_des = (q + sign * (obs[:, j] - qf) - (p + v * h)) / tau
             b = sde.drift(x).view(Bs, S, 4)[..., 2:]
             s = sde.diffusion(x).view(Bs, S, 4)[..., 2:]
             mix = (wg * y).sum(1).view(Bs, S, 4)[..., 2:]
@@ -336,7 +345,24 @@ class VideoSDE(nn.Module):
                                           return_state=True)
         if n_obs > 1:
             p = seen[-2:].view(2, Bs, S, 4)[..., :2]
-            x = torch.cat([p[1], (p[1] - p[0]) / step], -1).flatten(1)
+            v = (p[1] - p[0]) / step
+            if n_obs > 2:
+                # the path crossed a wall in the last step: a reflection there if the object
+                # was off the wall before it (half a pixel) and that step is as long as the one
+                # before, within a pixel (twice a wall's error of half a pixel): then the speed
+                # of the step before is the better one (the step through the wall is off by
+                # twice the wall's error); otherwise the object turned a step earlier, too
+                # close to the wall to tell, and the last step is its new velocity
+                sign = vr.fold(p[1], walls)[1]
+                crossed = vr.fold(p[0], walls)[1] != sign
+                o = obs[:, n_obs - 2]
+                px = torch.tensor(enc["bg"].shape[-2:]).to(v)
+                off = torch.minimum(o - walls[:, None, 0], walls[:, None, 1] - o) * px > 0.5
+                before = (o - obs[:, n_obs - 3]).abs() / step
+                last = (obs[:, n_obs - 1] - o) / step
+                mirror = off & ((v.abs() - before).abs() * step * px <= 1.0)
+                v = torch.where(crossed, torch.where(mirror, v.sign() * before, sign * last), v)
+            x = torch.cat([p[1], v], -1).flatten(1)
         ahead, _ = sde.solve(x, times[n_obs - 1:], dt=h)
         return torch.cat([seen, ahead[1:]]), path_kl, gaussian_kl(m0, lv0)
 
