@@ -9,7 +9,8 @@ slot (normalised frame units, velocities per unit time), solved by
 :class:`engine.fsde.sde.LatentFractionalSDE` (MA-fBM noise with a learned Hurst index;
 ``brownian=True`` is the Brownian baseline, same architecture). Prior drift: dp = v,
 dv = 0; diffusion: small constant on p, s_v(pose) on v (learned; large, in proportion to the
-speed, where a digit reaches a wall, bounces and draws a new velocity). Positions are
+speed, near a wall ahead or just behind, where a digit bounces and draws a new
+velocity). Positions are
 unfolded: the renderer reflects them between the walls (:func:`video_render.fold`), so a
 constant velocity bounces. Decoder: each glimpse drawn at its folded position
 (``grid_sample``), maximum over slots and the background (per-pixel minimum of the context),
