@@ -895,6 +895,16 @@ def _quiet_forecast_error(clips: np.ndarray) -> np.ndarray:
     return np.linalg.norm(centre(pred.numpy()) - centre(clips[:, 10:]), axis=-1)
 
 
+def _clips_bouncing_at(step: int, n: int, pool: int, **kw) -> np.ndarray:
+    """The first ``n`` of ``pool`` held-out one-digit clips of 16 frames whose digit hits a
+    wall in the step from frame ``step`` and not again before the last frame."""
+    data = moving_digits(pool, 16, 64, 1, split="test", **kw)
+    pick = data.bounces[:, step, 0] & ~data.bounces[:, step + 1:15, 0].any(1)
+    clips = data.frames[pick][:n]
+    assert len(clips) == n
+    return clips
+
+
 def test_quiet_forecast_carries_the_digit_on_at_its_velocity():
     """With (almost) no noise a forecast moves each digit on at the velocity seen in the
     context and bounces it off the walls: on mirror-bounce clips the centre of ink of the
@@ -912,11 +922,7 @@ def test_quiet_forecast_bounces_where_the_last_context_step_crossed_a_wall():
     instead of turning back short of it (it did until the thirteenth session: the forecast
     then set off with the net step, a fraction of a pixel per frame, and was several pixels
     off after one frame). Mirror-bounce clips, untrained model with (almost) no noise."""
-    data = moving_digits(200, 16, 64, 1, seed=3, split="test", bounce="reflect",
-                         speed=(0.05, 0.08))
-    last = data.bounces[:, 8, 0] & ~data.bounces[:, 9:15, 0].any(1)
-    clips = data.frames[last][:6]
-    assert len(clips) == 6
+    clips = _clips_bouncing_at(8, 6, 200, seed=3, bounce="reflect", speed=(0.05, 0.08))
     err = _quiet_forecast_error(clips)
     assert np.median(err) < 0.75 and err.max() < 1.5, err.round(1)
 
@@ -926,11 +932,7 @@ def test_quiet_forecast_takes_the_new_velocity_after_a_bounce_a_step_earlier():
     (random bounce) goes on with the velocity of the last step, not the speed before the
     bounce, even where the path takes the bounce for one in the last step (a wall a few
     tenths of a pixel off). Untrained model with (almost) no noise."""
-    data = moving_digits(300, 16, 64, 1, seed=8, split="test", bounce="random",
-                         speed=(0.03, 0.08))
-    turned = data.bounces[:, 7, 0] & ~data.bounces[:, 8:15, 0].any(1)
-    clips = data.frames[turned][:8]
-    assert len(clips) == 8
+    clips = _clips_bouncing_at(7, 8, 300, seed=8, bounce="random", speed=(0.03, 0.08))
     err = _quiet_forecast_error(clips)
     # (a velocity from one step carries its two positions' error: up to 0.3 px per frame;
     # the speed before the bounce put two of these clips 6 and 16 px off after six frames)

@@ -283,9 +283,8 @@ class VideoSDE(nn.Module):
         # (a position past a wall that kept the rule, a frame the loose walls let through,
         # is put on the wall: the posterior cannot reach it otherwise; so is one the straight
         # runs carry past it, where a digit bounced just off the wall)
-        inside = lambda o: torch.minimum(torch.maximum(o, walls[:, None, :1]),  # noqa: E731
-                                         walls[:, None, 1:])
-        return {"obs": inside(smooth(inside(obs_t), walls)), "presence": pres_t,
+        lo, hi = walls[:, None, :1], walls[:, None, 1:]
+        return {"obs": smooth(obs_t.clamp(lo, hi), walls).clamp(lo, hi), "presence": pres_t,
                 "glimpses": glimpses, "bg": bg, "walls": walls, "g": g}
 
     def _latents(self, enc: dict, n_frames: int, n_obs: int, samples: int = 1):
