@@ -6,7 +6,8 @@ mirrored velocity as in the original Moving MNIST ("reflect bounce"); slow digit
 1.3-3.8 px per frame, fast ones 3.2-6.4 px, training draws from 1.3-6.4; "svg" clips follow
 the generator of Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 32 px digits
 summed, integer positions and velocities of -4..4 px per axis, both redrawn at a wall; see
-svg_clips),
+svg_clips); "srivastava" clips follow Srivastava et al.'s Moving MNIST generator (28 px
+digits at whole pixels, 3.6 px per frame, put on the wall at a bounce; see srivastava_clips),
 conditioning on N = 10 frames and predicting M = 10, 8 samples.
 
 Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
@@ -24,7 +25,7 @@ spreads.
 
     .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
         [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both]
-        [--sets slow,fast,svg] [--data CLIPS.npy [--time-first] ...] [--workdir DIR]
+        [--sets slow,fast,svg,srivastava] [--data CLIPS.npy [--time-first] ...] [--workdir DIR]
         [--json OUT.json]
 
 ``--seeds 0 --demo --model "Brownian=B.pt"`` scores trained models only (no training).
@@ -100,6 +101,55 @@ def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random", futures:
     return (out, np.minimum(fut, 1.0)) if futures else out
 
 
+def srivastava_clips(n: int, n_digits: int, seed: int, bounce: str = "reflect",
+                     futures: int = 0):
+    """Held-out clips (n, N+M, 64, 64) made the way Srivastava et al.'s Moving MNIST generator
+    (2015) makes them, written from its description: a digit's 28 px box has its corner at a
+    position in the unit square, scaled by the 36 px it can travel and truncated to whole
+    pixels; it starts uniform in the square with a uniform direction and moves 0.1 of the
+    square (3.6 px) per frame, each frame drawn after the step; a step that leaves the square
+    puts the digit on the wall and mirrors that velocity component (random bounce: draws a
+    new direction pointing away from the wall, same speed); digits composited by maximum.
+    With ``futures`` > 0 also returns that many futures (futures, n, M, 64, 64) drawn by the
+    same generator from each digit's true state after the context frames."""
+    from engine.fsde.video_data import digit_pool
+
+    rng, fut_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    pool = digit_pool("test").astype(np.float32) / 255
+    ds = pool.shape[-1]
+    travel = SIZE - ds
+
+    def run(digit, p, v, frames, r):  # draw into frames (T, H, W), moving p, v in place
+        for t in range(len(frames)):
+            p += 0.1 * v
+            hit = (p <= 0) | (p >= 1)
+            if hit.any():
+                p[:] = p.clip(0, 1)
+                if bounce == "random":
+                    a = r.uniform(0, 2 * np.pi)
+                    new = np.array([np.sin(a), np.cos(a)])
+                    v[:] = np.where(hit, np.where(p > 0.5, -1.0, 1.0) * np.abs(new), new)
+                else:
+                    v[hit] = -v[hit]
+            r0, c0 = (p * travel).astype(int)
+            np.maximum(frames[t, r0:r0 + ds, c0:c0 + ds], digit,
+                       out=frames[t, r0:r0 + ds, c0:c0 + ds])
+
+    out = np.zeros((n, N_CONTEXT + HORIZON, SIZE, SIZE), np.float32)
+    fut = np.zeros((futures, n, HORIZON, SIZE, SIZE), np.float32)
+    for b in range(n):
+        for _ in range(n_digits):
+            digit = pool[rng.integers(len(pool))]
+            p, a = rng.uniform(0, 1, 2), rng.uniform(0, 2 * np.pi)  # (row, col)
+            v = np.array([np.sin(a), np.cos(a)])
+            run(digit, p, v, out[b, :N_CONTEXT], rng)
+            state = p.copy(), v.copy()
+            run(digit, p, v, out[b, N_CONTEXT:], rng)
+            for f in range(futures):
+                run(digit, state[0].copy(), state[1].copy(), fut[f, b], fut_rng)
+    return (out, fut) if futures else out
+
+
 def baselines(clips: np.ndarray) -> dict[str, np.ndarray]:
     """Predictions (B, M, H, W) of the model-free baselines from clips (B, N+M, H, W)."""
     ctx = clips[:, :N_CONTEXT]
@@ -161,7 +211,7 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
 
 def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, workdir: Path,
         demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",),
-        kinds: tuple[str, ...] = ("slow", "fast", "svg"), data: list[Path] = (),
+        kinds: tuple[str, ...] = ("slow", "fast", "svg", "srivastava"), data: list[Path] = (),
         time_first: bool = False) -> dict:
     """Score the models on generated sets (``kinds`` x ``bounces`` x 1 and 2 digits, 50
     clips each unless ``n_clips``) or, with ``data``, on the clips of those files (all of
@@ -171,6 +221,8 @@ def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, work
     def clips(kind, bounce, d):  # -> clips (B, N+M, H, W), the ideal's futures (S, B, M, H, W)
         if kind == "svg":
             return svg_clips(n_clips, d, seed=7240 + d, bounce=bounce, futures=SAMPLES)
+        if kind == "srivastava":
+            return srivastava_clips(n_clips, d, seed=8240 + d, bounce=bounce, futures=SAMPLES)
         made = moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
                              split="test", bounce=bounce, speed=SPEEDS[kind])
         return made.frames, continue_digits(made, N_CONTEXT - 1, HORIZON, SAMPLES, seed=d)
@@ -285,9 +337,10 @@ def main() -> int:
     ap.add_argument("--bounce", choices=("random", "reflect", "both"), default="both",
                     help="held-out clips whose digits draw a new velocity at a wall (random, "
                          "as in training), keep it mirrored (reflect), or both row sets")
-    ap.add_argument("--sets", default="slow,fast,svg",
+    ap.add_argument("--sets", default="slow,fast,svg,srivastava",
                     help="comma-separated clip kinds: slow (digits at 1.3-3.8 px per frame), "
-                         "fast (3.2-6.4 px), svg (Denton & Fergus's generator)")
+                         "fast (3.2-6.4 px), svg (Denton & Fergus's generator), srivastava "
+                         "(Srivastava et al.'s Moving MNIST generator)")
     ap.add_argument("--data", type=Path, action="append", default=[], metavar="CLIPS.npy",
                     help="score these clips instead of generated ones (repeatable): greyscale "
                          "(B, T, H, W), T >= 20, uint8 or [0, 1]; .npz: a 'clips' array")
@@ -302,8 +355,8 @@ def main() -> int:
     kinds = tuple(k.strip() for k in a.sets.split(","))
     if a.clips is not None and a.clips < 1:
         ap.error("--clips takes a positive number of clips")
-    if set(kinds) - {"slow", "fast", "svg"}:
-        ap.error(f"--sets takes slow, fast and svg, not {a.sets!r}")
+    if set(kinds) - {"slow", "fast", "svg", "srivastava"}:
+        ap.error(f"--sets takes slow, fast, svg and srivastava, not {a.sets!r}")
     try:
         res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces,
                   kinds, a.data, a.time_first)

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     pred.save(OUT / "demo_prediction.npz")
     if a.clip_only:  # keep the measured training figures, change the clip's seed
         text = (OUT / "PROVENANCE.md").read_text(encoding="utf-8")
-        text, n = re.subn(r"two digits, seed \d+:", f"two digits, seed {seed}:", text)
+        text, n = re.subn(r"(two digits, seed\s+)\d+:", rf"\g<1>{seed}:", text)
         if n != 1:
             raise SystemExit("PROVENANCE.md does not name the demo clip's seed: retrain instead")
         write_text(OUT / "PROVENANCE.md", text)

@@ -812,6 +812,42 @@ def test_smooth_track_keeps_a_bounce_at_a_wall_and_drops_jumps_elsewhere():
     assert np.abs(old[L - 1] - true[L - 1]).max() > 5
 
 
+
+def test_smooth_track_reads_whole_pixel_positions_as_straight_runs():
+    """Moving MNIST as Srivastava et al. make it: a box corner moving 3.6 px per frame in a
+    random direction, put on the wall and mirrored where it would leave [14.5, 50.5], drawn at
+    whole pixels (steps of 3 and 4 px). On 40 such tracks with no bounce in their last five
+    frames the smoothed track's last step is the true velocity within 0.25 px per frame (the
+    old rule cut a run at every whole-pixel jump near a wall and handed over the raw last
+    step: 29 of these 40 more than 0.2 off, the median 0.43), and a bounce seen earlier is kept
+    (the smoothed track within a pixel of the corner on the wall)."""
+    from engine.fsde import video_render as vr
+
+    H, L = 64, 10
+    walls = np.array([[14.5, 14.5], [50.5, 50.5]])
+    rng = np.random.default_rng(0)
+    done = bounces = 0
+    while done < 40:
+        a = rng.uniform(0, 2 * np.pi)
+        v, p = 3.6 * np.array([np.sin(a), np.cos(a)]), rng.uniform(14.5, 50.5, 2)
+        path, hit = [], []
+        for _ in range(L):
+            p = p + v
+            h = (p <= walls[0]) | (p >= walls[1])
+            p, v = p.clip(walls[0], walls[1]), np.where(h, -v, v)
+            path.append(p)
+            hit.append(h.any())
+        if any(hit[L - 5:]):
+            continue
+        seen = np.floor(np.array(path)) + 0.37
+        out = vr.smooth_track((seen / H).astype(np.float32), H, H, walls / H) * H
+        assert np.abs(out[-1] - out[-2] - v).max() < 0.25
+        for t in np.flatnonzero(hit[1:L - 5]) + 1:
+            assert np.abs(out[t] - seen[t]).max() < 1.0
+            bounces += 1
+        done += 1
+    assert bounces >= 10
+
 def test_correct_recovers_lost_and_swapped_digits_and_keeps_a_bounce():
     """Frames drawn by the clip generator's compositor: digit A moves in a straight line,
     digit B bounces off the left wall at frame 4 with a new velocity, and their boxes
@@ -1111,6 +1147,28 @@ def test_benchmark_svg_clips_keep_the_digit_whole_and_move_it_at_most_4_px_per_a
         assert step.max() <= 4 + 1e-4 and np.allclose(step, np.round(step), atol=1e-4)
         assert (step > 0).any()
 
+
+
+def test_benchmark_srivastava_clips_move_whole_pixels_inside_the_box():
+    """benchmarks/fsde_video.py's clips after Srivastava et al.'s Moving MNIST generator: a 28
+    px digit whole in every frame, moving by whole pixels, at most 4 per axis (3.6 px per
+    frame in all), 3 or 4 somewhere; mirrored at the walls the ideal's futures are the clip's
+    own, with random bounces they are not."""
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    from fsde_video import srivastava_clips
+
+    for bounce in ("reflect", "random"):
+        clips, fut = srivastava_clips(8, 1, seed=3, bounce=bounce, futures=3)
+        assert clips.shape == (8, 20, 64, 64) and fut.shape == (3, 8, 10, 64, 64)
+        ink = clips.sum((2, 3))
+        assert np.allclose(ink, ink[:, :1], rtol=1e-5)
+        # the first inked row and column move with the box (the digit is the same glyph)
+        corner = np.stack([(clips.max(3) > 0).argmax(2), (clips.max(2) > 0).argmax(2)], -1)
+        step = np.abs(np.diff(corner, axis=1))
+        assert step.max() <= 4 and (step >= 3).any()
+        same = [np.array_equal(f, clips[:, 10:]) for f in fut]
+        assert all(same) if bounce == "reflect" else not any(same)
 
 def test_the_ssim_part_of_the_forecast_term_stands_on_its_own():
     """forecast_ssim alone (forecast_weight = 0) still adds the forecast term and fits the

@@ -108,10 +108,11 @@ def seen_walls(obs: np.ndarray, seen: np.ndarray, walls: np.ndarray, height: int
     (a digit bouncing off a wall of the other axis can draw a new velocity on this one too,
     near a wall of this one). Clip generators bounce two ways: reflecting the step that
     crossed the wall (the wall is halfway between the straight line's position and the one
-    seen: Srivastava's Moving MNIST, ours) or putting the object back on the wall (the wall is
-    the extreme position: Denton and Fergus's SVG), so the wall is at most the larger of the
-    two. It is at least every position seen. The rule's wall is moved into those bounds (a
-    wall without a bounce only moves out to the positions seen). The low walls likewise.
+    seen: ours) or putting the object back on the wall (the wall is the extreme position:
+    Srivastava et al.'s Moving MNIST, Denton and Fergus's SVG), so the wall is at most the
+    larger of the two. It is at least every position seen. The rule's wall is moved into
+    those bounds (a wall without a bounce only moves out to the positions seen). The low
+    walls likewise.
     -> (2, 2)."""
     scale = np.array([height, width], np.float64)
     out = np.asarray(walls, np.float64) * scale  # (2, 2) px
@@ -307,21 +308,28 @@ def merge_piece(obs: np.ndarray, seen: np.ndarray, n_context: int, g: int, heigh
     return obs, seen
 
 
-def smooth_track(obs: np.ndarray, height: int, width: int, walls=None,
-                 jump_px: float = 0.75, slack_px: float = 3.0) -> np.ndarray:
+def smooth_track(obs: np.ndarray, height: int, width: int, walls=None, jump_px: float = 0.75,
+                 slack_px: float = 3.0, turn_px: float = 0.25) -> np.ndarray:
     """Piecewise-straight version of a slot track obs (L, 2) (normalised). The frame-to-frame
     displacements are cut into runs that stay within ``jump_px`` pixels per frame of their
-    run's mean; with the walls (2, 2) (normalised), a run only ends where the
-    object can have bounced: its run's line, extended to that frame, is within its speed +
-    ``slack_px`` of a wall it moves towards. Elsewhere a jump is a tracking error (a digit
-    lost for a frame where it overlaps another one), so the run goes on and its line is a
-    robust fit (Tukey's biweight, 4 px) that leaves such frames out. -> (L, 2)."""
+    run's mean; with the walls (2, 2) (normalised), a run only ends where the object bounced
+    (on an axis where its run's line, extended to that frame, is within its speed +
+    ``slack_px`` of a wall it moves towards, that step or the next turns away from the wall
+    by more than ``turn_px``; the context's last step need only be shorter by more than
+    whole-pixel positions can make it, 2 ``jump_px``: the next one is not seen), in the
+    frame after a bounce (a bounce between two frames bends the track at both), and after a
+    one-frame run where the jump is more than 2 ``jump_px`` (two bounces in a row, off a
+    corner). Elsewhere a jump is a tracking error (a digit lost for a frame where it
+    overlaps another one) or whole-pixel positions (steps of 3 and 4 px where a digit moves
+    3.6 px per frame), so the run goes on and its line is a robust fit (Tukey's biweight,
+    4 px) that leaves such frames out. -> (L, 2)."""
     L = len(obs)
     if L < 3:
         return obs.copy()
     scale = np.array([height, width], np.float32)
     px = obs * scale
     lo, hi = (None, None) if walls is None else np.asarray(walls, np.float64) * scale
+    d = np.diff(px, axis=0)
 
     def line(a, b):
         t = np.arange(a, b + 1, dtype=np.float64)
@@ -333,20 +341,29 @@ def smooth_track(obs: np.ndarray, height: int, width: int, walls=None,
             w = np.clip(1 - (r / 4.0) ** 2, 1e-3, None)  # square root of Tukey's weight
         return coef, t.mean()
 
-    def can_bounce(a, t):  # may the run that started at frame a end at frame t?
-        if lo is None:
-            return True
-        if t - a < 2:  # one frame after the last end: a bounce between two frames
-            return True  # bends the track at both of them
-        (p0, v), tm = line(a, t - 1)
-        p = p0 + v * (t - tm)
-        return bool(np.any(((v < 0) & (p - lo <= np.abs(v) + slack_px))
-                           | ((v > 0) & (hi - p <= np.abs(v) + slack_px))))
+    def bounced(a, t):  # did the object of the run that started at frame a bounce at t?
+        if t - a >= 2:
+            (p0, v), tm = line(a, t - 1)
+            p = p0 + v * (t - tm)
+        else:  # a one-frame run: its one step
+            v, p = d[a], px[t]
+        near = ((v < 0) & (p - lo <= np.abs(v) + slack_px)) | (
+            (v > 0) & (hi - p <= np.abs(v) + slack_px))
+        toward = d[t:t + 2] * np.sign(v)  # this step and the next, towards the wall
+        turned = (toward < -turn_px).any(0)
+        if t == len(d) - 1:
+            turned |= toward[0] < np.abs(v) - 2 * jump_px
+        return bool(np.any(near & turned))
 
-    d = np.diff(px, axis=0)
-    runs, start = [], 0
+    runs, start, bounces = [], 0, {0}  # frame 0 as a bounce: a jump ends a first one-frame run
     for t in range(1, L - 1):
-        if np.abs(d[t] - d[start:t].mean(0)).max() > jump_px and can_bounce(start, t):
+        jump = np.abs(d[t] - d[start:t].mean(0)).max()
+        if jump <= jump_px:
+            continue
+        after = t - start < 2 and (start in bounces or jump > 2 * jump_px)
+        if lo is not None and bounced(start, t):
+            bounces.add(t)
+        if lo is None or after or t in bounces:
             runs.append((start, t))
             start = t
     runs.append((start, L - 1))
