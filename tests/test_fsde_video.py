@@ -812,7 +812,6 @@ def test_smooth_track_keeps_a_bounce_at_a_wall_and_drops_jumps_elsewhere():
     assert np.abs(old[L - 1] - true[L - 1]).max() > 5
 
 
-
 def test_smooth_track_reads_whole_pixel_positions_as_straight_runs():
     """Moving MNIST as Srivastava et al. make it: a box corner moving 3.6 px per frame in a
     random direction, put on the wall and mirrored where it would leave [14.5, 50.5], drawn at
@@ -847,6 +846,7 @@ def test_smooth_track_reads_whole_pixel_positions_as_straight_runs():
             bounces += 1
         done += 1
     assert bounces >= 10
+
 
 def test_correct_recovers_lost_and_swapped_digits_and_keeps_a_bounce():
     """Frames drawn by the clip generator's compositor: digit A moves in a straight line,
@@ -1148,8 +1148,7 @@ def test_benchmark_svg_clips_keep_the_digit_whole_and_move_it_at_most_4_px_per_a
         assert (step > 0).any()
 
 
-
-def test_benchmark_srivastava_clips_move_whole_pixels_inside_the_box():
+def test_benchmark_srivastava_clips_move_the_digit_whole_by_whole_pixels():
     """benchmarks/fsde_video.py's clips after Srivastava et al.'s Moving MNIST generator: a 28
     px digit whole in every frame, moving by whole pixels, at most 4 per axis (3.6 px per
     frame in all), 3 or 4 somewhere; mirrored at the walls the ideal's futures are the clip's
@@ -1169,6 +1168,7 @@ def test_benchmark_srivastava_clips_move_whole_pixels_inside_the_box():
         assert step.max() <= 4 and (step >= 3).any()
         same = [np.array_equal(f, clips[:, 10:]) for f in fut]
         assert all(same) if bounce == "reflect" else not any(same)
+
 
 def test_the_ssim_part_of_the_forecast_term_stands_on_its_own():
     """forecast_ssim alone (forecast_weight = 0) still adds the forecast term and fits the
