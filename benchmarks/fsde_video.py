@@ -68,7 +68,6 @@ def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random", futures:
     from engine._cv2 import cv2
     from engine.fsde.video_data import digit_pool
 
-    rng, fut_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     pool = digit_pool("test")
     size, ds = SIZE, 32
 
@@ -85,20 +84,32 @@ def svg_clips(n: int, n_digits: int, seed: int, bounce: str = "random", futures:
             frames[t, p[0]:p[0] + ds, p[1]:p[1] + ds] += digit
             p += v
 
-    out = np.zeros((n, N_CONTEXT + HORIZON, size, size), np.float32)
-    fut = np.zeros((futures, n, HORIZON, size, size), np.float32)
+    def start(r):  # a digit, its top-left corner (row, col) and velocity
+        digit = cv2.resize(pool[r.integers(len(pool))], (ds, ds)).astype(np.float32) / 255
+        return digit, r.integers(0, size - ds, 2), r.integers(-4, 5, 2)
+
+    out, fut = _run_clips(n, n_digits, seed, futures, start, run)
+    out = np.minimum(out, 1.0)
+    return (out, np.minimum(fut, 1.0)) if futures else out
+
+
+def _run_clips(n: int, n_digits: int, seed: int, futures: int, start, run):
+    """The clip generators' common part: ``n`` clips of N+M frames (n, N+M, 64, 64) with
+    ``n_digits`` digits each, ``start(rng)`` -> (digit, position, velocity) and ``run(digit,
+    p, v, frames, rng)`` drawing them; and ``futures`` futures (futures, n, M, 64, 64) run
+    from each digit's state after the context frames with a second generator."""
+    rng, fut_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    out = np.zeros((n, N_CONTEXT + HORIZON, SIZE, SIZE), np.float32)
+    fut = np.zeros((futures, n, HORIZON, SIZE, SIZE), np.float32)
     for b in range(n):
         for _ in range(n_digits):
-            digit = cv2.resize(pool[rng.integers(len(pool))], (ds, ds)).astype(np.float32) / 255
-            p = rng.integers(0, size - ds, 2)  # (row, col)
-            v = rng.integers(-4, 5, 2)
+            digit, p, v = start(rng)
             run(digit, p, v, out[b, :N_CONTEXT], rng)
             state = p.copy(), v.copy()
             run(digit, p, v, out[b, N_CONTEXT:], rng)
             for f in range(futures):
                 run(digit, state[0].copy(), state[1].copy(), fut[f, b], fut_rng)
-    out = np.minimum(out, 1.0)
-    return (out, np.minimum(fut, 1.0)) if futures else out
+    return out, fut
 
 
 def srivastava_clips(n: int, n_digits: int, seed: int, bounce: str = "reflect",
@@ -114,7 +125,6 @@ def srivastava_clips(n: int, n_digits: int, seed: int, bounce: str = "reflect",
     same generator from each digit's true state after the context frames."""
     from engine.fsde.video_data import digit_pool
 
-    rng, fut_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     pool = digit_pool("test").astype(np.float32) / 255
     ds = pool.shape[-1]
     travel = SIZE - ds
@@ -135,18 +145,11 @@ def srivastava_clips(n: int, n_digits: int, seed: int, bounce: str = "reflect",
             np.maximum(frames[t, r0:r0 + ds, c0:c0 + ds], digit,
                        out=frames[t, r0:r0 + ds, c0:c0 + ds])
 
-    out = np.zeros((n, N_CONTEXT + HORIZON, SIZE, SIZE), np.float32)
-    fut = np.zeros((futures, n, HORIZON, SIZE, SIZE), np.float32)
-    for b in range(n):
-        for _ in range(n_digits):
-            digit = pool[rng.integers(len(pool))]
-            p, a = rng.uniform(0, 1, 2), rng.uniform(0, 2 * np.pi)  # (row, col)
-            v = np.array([np.sin(a), np.cos(a)])
-            run(digit, p, v, out[b, :N_CONTEXT], rng)
-            state = p.copy(), v.copy()
-            run(digit, p, v, out[b, N_CONTEXT:], rng)
-            for f in range(futures):
-                run(digit, state[0].copy(), state[1].copy(), fut[f, b], fut_rng)
+    def start(r):  # a digit, its position in the unit square (row, col) and direction
+        digit, p, a = pool[r.integers(len(pool))], r.uniform(0, 1, 2), r.uniform(0, 2 * np.pi)
+        return digit, p, np.array([np.sin(a), np.cos(a)])
+
+    out, fut = _run_clips(n, n_digits, seed, futures, start, run)
     return (out, fut) if futures else out
 
 
