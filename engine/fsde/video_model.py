@@ -25,7 +25,9 @@ glimpses again at the corrected positions and makes the tracks piecewise straigh
 slot's velocity so that the path passes through the tracked positions (u = 0 on the position
 coordinates). Training uses the whole clip (context + horizon); forecasting observes the
 first N frames, then samples the prior (u = 0) from the last observed position, with the
-velocity of the last observed interval and the MA-fBM memory restarted.
+velocity the track has there (video_render.end_velocity: the last straight run's slope, or
+the run before a bounce in the last few frames, mirrored, where the steps since agree) and
+the MA-fBM memory restarted.
 
 ELBO (per clip, nats) = log p(frames | x) - KL(q(x0) || N(0, I)) - E 0.5 int |u|^2 dt; the
 loss adds the pixel NLL and 1 - SSIM of the forecast's sample mean
@@ -189,7 +191,8 @@ class VideoSDE(nn.Module):
         (B, S, C, g, g), ``bg`` (B, C, H, W), ``walls`` (B, 2, 2) (each clip's walls, from
         the size of its objects and the bounces in its context:
         :func:`~engine.fsde.video_render.ink_walls`, :func:`~engine.fsde.video_render.seen_walls`),
-        ``g``."""
+        ``velocity`` (B, S, 2) each slot's velocity (normalised, per frame) at the last
+        context frame (:func:`~engine.fsde.video_render.end_velocity`), ``g``."""
         import numpy as np
 
         B, L, C, H, W = frames.shape
@@ -284,8 +287,13 @@ class VideoSDE(nn.Module):
         # is put on the wall: the posterior cannot reach it otherwise; so is one the straight
         # runs carry past it, where a digit bounced just off the wall)
         lo, hi = walls[:, None, :1], walls[:, None, 1:]
-        return {"obs": smooth(obs_t.clamp(lo, hi), walls).clamp(lo, hi), "presence": pres_t,
-                "glimpses": glimpses, "bg": bg, "walls": walls, "g": g}
+        obs_t = obs_t.clamp(lo, hi)
+        o, w = obs_t[:, :n_context].cpu().numpy(), walls.cpu().numpy()
+        velocity = torch.from_numpy(np.array([[vr.end_velocity(o[b, :, s], H, W, w[b])
+                                               for s in range(S)] for b in range(B)],
+                                             np.float32)).to(frames)
+        return {"obs": smooth(obs_t, walls).clamp(lo, hi), "velocity": velocity,
+                "presence": pres_t, "glimpses": glimpses, "bg": bg, "walls": walls, "g": g}
 
     def _latents(self, enc: dict, n_frames: int, n_obs: int, samples: int = 1):
         """Posterior through the first ``n_obs`` tracked frames, prior after: -> xs
@@ -335,34 +343,21 @@ class VideoSDE(nn.Module):
         if n_obs >= n_frames:
             xs, path_kl = sde.solve(x0, times, control=control, dt=h)
             return xs, path_kl, gaussian_kl(m0, lv0)
-        # forecast: the prior starts from the last observed position with the velocity of the
-        # last observed interval (the posterior state's own velocity carries the control's
-        # last correction and the posterior noise of that step: up to 0.3 px per frame off)
-        # and the noise memory y restarted (a fresh type-II MA-fBM from that frame; carrying
-        # the posterior's y over pushed forecasts several pixels per frame off, see
-        # docs/fsde_video.md)
+        # forecast: the prior starts from the posterior's last position with the encoder's
+        # velocity at the last context frame (the posterior state's own velocity carries the
+        # control's last correction and the posterior noise of that step: up to 0.3 px per
+        # frame off) and the noise memory y restarted (a fresh type-II MA-fBM from that
+        # frame; carrying the posterior's y over pushed forecasts several pixels per frame
+        # off, see docs/fsde_video.md)
         seen, path_kl, (x, _) = sde.solve(x0, times[:n_obs], control=control, dt=h,
                                           return_state=True)
         if n_obs > 1:
-            p = seen[-2:].view(2, Bs, S, 4)[..., :2]
-            v = (p[1] - p[0]) / step
-            if n_obs > 2:
-                # the path crossed a wall in the last step: a reflection there if the object
-                # was off the wall before it (half a pixel) and that step is as long as the one
-                # before, within a pixel (twice a wall's error of half a pixel): then the speed
-                # of the step before is the better one (the step through the wall is off by
-                # twice the wall's error); otherwise the object turned a step earlier, too
-                # close to the wall to tell, and the last step is its new velocity
-                sign = vr.fold(p[1], walls)[1]
-                crossed = vr.fold(p[0], walls)[1] != sign
-                o = obs[:, n_obs - 2]
-                px = torch.tensor(enc["bg"].shape[-2:]).to(v)
-                off = torch.minimum(o - walls[:, None, 0], walls[:, None, 1] - o) * px > 0.5
-                before = (o - obs[:, n_obs - 3]).abs() / step
-                last = (obs[:, n_obs - 1] - o) / step
-                mirror = off & ((v.abs() - before).abs() * step * px <= 1.0)
-                v = torch.where(crossed, torch.where(mirror, v.sign() * before, sign * last), v)
-            x = torch.cat([p[1], v], -1).flatten(1)
+            # the encoder's velocity at the last context frame (vr.end_velocity: the last
+            # straight run's slope, or the run before a bounce mirrored), unfolded like the
+            # posterior's position
+            p = seen[-1].view(Bs, S, 4)[..., :2]
+            v = enc["velocity"].repeat(samples, 1, 1) * vr.fold(p, walls)[1] / step
+            x = torch.cat([p, v], -1).flatten(1)
         ahead, _ = sde.solve(x, times[n_obs - 1:], dt=h)
         return torch.cat([seen, ahead[1:]]), path_kl, gaussian_kl(m0, lv0)
 

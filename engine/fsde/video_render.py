@@ -308,42 +308,29 @@ def merge_piece(obs: np.ndarray, seen: np.ndarray, n_context: int, g: int, heigh
     return obs, seen
 
 
-def smooth_track(obs: np.ndarray, height: int, width: int, walls=None, jump_px: float = 0.75,
-                 slack_px: float = 3.0, turn_px: float = 0.25) -> np.ndarray:
-    """Piecewise-straight version of a slot track obs (L, 2) (normalised). The frame-to-frame
-    displacements are cut into runs that stay within ``jump_px`` pixels per frame of their
-    run's mean; with the walls (2, 2) (normalised), a run only ends where the object bounced
-    (on an axis where its run's line, extended to that frame, is within its speed +
-    ``slack_px`` of a wall it moves towards, that step or the next turns away from the wall
-    by more than ``turn_px``; the context's last step need only be shorter by more than
-    whole-pixel positions can make it, 2 ``jump_px``: the next one is not seen), in the
-    frame after a bounce (a bounce between two frames bends the track at both), and after a
-    one-frame run where the jump is more than 2 ``jump_px`` (two bounces in a row, off a
-    corner). Elsewhere a jump is a tracking error (a digit lost for a frame where it
-    overlaps another one) or whole-pixel positions (steps of 3 and 4 px where a digit moves
-    3.6 px per frame), so the run goes on and its line is a robust fit (Tukey's biweight,
-    4 px) that leaves such frames out. -> (L, 2)."""
-    L = len(obs)
-    if L < 3:
-        return obs.copy()
-    scale = np.array([height, width], np.float32)
-    px = obs * scale
-    lo, hi = (None, None) if walls is None else np.asarray(walls, np.float64) * scale
-    d = np.diff(px, axis=0)
+def _line(px: np.ndarray, a: int, b: int):
+    """Robust straight line through px[a..b] (Tukey's biweight, 4 px): -> ((p0, v), t0), the
+    position p0 at frame t0 and the velocity v (pixels per frame)."""
+    t = np.arange(a, b + 1, dtype=np.float64)
+    A = np.stack([np.ones_like(t), t - t.mean()], 1)
+    w = np.ones(len(t))
+    for _ in range(6 if len(t) >= 4 else 1):
+        coef = np.linalg.lstsq(A * w[:, None], px[a:b + 1] * w[:, None], rcond=None)[0]
+        r = np.linalg.norm(px[a:b + 1] - A @ coef, axis=1)
+        w = np.clip(1 - (r / 4.0) ** 2, 1e-3, None)  # square root of Tukey's weight
+    return coef, t.mean()
 
-    def line(a, b):
-        t = np.arange(a, b + 1, dtype=np.float64)
-        A = np.stack([np.ones_like(t), t - t.mean()], 1)
-        w = np.ones(len(t))
-        for _ in range(6 if len(t) >= 4 else 1):
-            coef = np.linalg.lstsq(A * w[:, None], px[a:b + 1] * w[:, None], rcond=None)[0]
-            r = np.linalg.norm(px[a:b + 1] - A @ coef, axis=1)
-            w = np.clip(1 - (r / 4.0) ** 2, 1e-3, None)  # square root of Tukey's weight
-        return coef, t.mean()
+
+def _runs(px: np.ndarray, lo, hi, jump_px: float, slack_px: float,
+          turn_px: float) -> list[tuple[int, int]]:
+    """The straight runs (first frame, last frame) of a track px (L, 2) in pixels, walls lo,
+    hi (2,) in pixels or None: see :func:`smooth_track`. Consecutive runs share a frame."""
+    L = len(px)
+    d = np.diff(px, axis=0)
 
     def bounced(a, t):  # did the object of the run that started at frame a bounce at t?
         if t - a >= 2:
-            (p0, v), tm = line(a, t - 1)
+            (p0, v), tm = _line(px, a, t - 1)
             p = p0 + v * (t - tm)
         else:  # a one-frame run: its one step
             v, p = d[a], px[t]
@@ -367,11 +354,35 @@ def smooth_track(obs: np.ndarray, height: int, width: int, walls=None, jump_px: 
             runs.append((start, t))
             start = t
     runs.append((start, L - 1))
+    return runs
+
+
+def smooth_track(obs: np.ndarray, height: int, width: int, walls=None, jump_px: float = 0.75,
+                 slack_px: float = 3.0, turn_px: float = 0.25) -> np.ndarray:
+    """Piecewise-straight version of a slot track obs (L, 2) (normalised). The frame-to-frame
+    displacements are cut into runs that stay within ``jump_px`` pixels per frame of their
+    run's mean; with the walls (2, 2) (normalised), a run only ends where the object bounced
+    (on an axis where its run's line, extended to that frame, is within its speed +
+    ``slack_px`` of a wall it moves towards, that step or the next turns away from the wall
+    by more than ``turn_px``; the context's last step need only be shorter by more than
+    whole-pixel positions can make it, 2 ``jump_px``: the next one is not seen), in the
+    frame after a bounce (a bounce between two frames bends the track at both), and after a
+    one-frame run where the jump is more than 2 ``jump_px`` (two bounces in a row, off a
+    corner). Elsewhere a jump is a tracking error (a digit lost for a frame where it
+    overlaps another one) or whole-pixel positions (steps of 3 and 4 px where a digit moves
+    3.6 px per frame), so the run goes on and its line is a robust fit (Tukey's biweight,
+    4 px) that leaves such frames out. -> (L, 2)."""
+    L = len(obs)
+    if L < 3:
+        return obs.copy()
+    scale = np.array([height, width], np.float32)
+    px = obs * scale
+    lo, hi = (None, None) if walls is None else np.asarray(walls, np.float64) * scale
     weight = np.zeros(L, np.float32)
     acc = np.zeros_like(px)
-    for a, b in runs:  # displacements a..b-1 cover frames a..b
+    for a, b in _runs(px, lo, hi, jump_px, slack_px, turn_px):  # steps a..b-1: frames a..b
         if b - a >= 2:
-            (p0, v), tm = line(a, b)
+            (p0, v), tm = _line(px, a, b)
             fit = p0 + v * (np.arange(a, b + 1)[:, None] - tm)
         else:
             fit = px[a:b + 1]
@@ -379,6 +390,69 @@ def smooth_track(obs: np.ndarray, height: int, width: int, walls=None, jump_px: 
         weight[a:b + 1] += 1
     out = acc / np.maximum(weight, 1)[:, None]
     return (out / scale).astype(np.float32)
+
+
+def end_velocity(obs: np.ndarray, height: int, width: int, walls, jump_px: float = 0.75,
+                 slack_px: float = 3.0, turn_px: float = 0.25, short: int = 4,
+                 floor_px: float = 0.1) -> np.ndarray:
+    """The velocity (2,) (normalised, per frame) of a slot track obs (L, 2) (normalised) at
+    its last frame, with walls (2, 2) (normalised). Normally the last step of
+    :func:`smooth_track`'s track (its last straight run's slope). A run that began fewer
+    than ``short`` frames before the end, just after a bounce, has its slope from a step or
+    two (off by up to a pixel per frame where a digit is drawn at whole pixels), or none
+    where the digit reached the wall in the last frame. Then the straight run before it is
+    carried on with mirror bounces at the walls (reflected past a wall, or put on it:
+    generators do both), and the steps seen since, between bounces, are compared with it
+    axis by axis: where each stretch of n steps agrees within twice the error of an n-step
+    velocity (the track's scatter about its straight runs, at least ``floor_px``, times
+    sqrt(2) / n), the object bounced like a mirror and the earlier run's velocity, mirrored
+    where it crossed a wall, is the better one (a random bounce that happens to look like
+    a mirror within that error costs little); otherwise (a new velocity drawn at the wall)
+    the short run's slope."""
+    scale = np.array([height, width], np.float64)
+    px = obs.astype(np.float64) * scale
+    L = len(px)
+    if L < 3:
+        return (px[-1] - px[0]) / max(L - 1, 1) / scale
+    lo, hi = np.asarray(walls, np.float64) * scale
+    runs = _runs(px, lo, hi, jump_px, slack_px, turn_px)
+    smooth = smooth_track(obs, height, width, walls, jump_px, slack_px, turn_px) * scale
+    own = smooth[-1] - smooth[-2]
+    a, b = runs[-1]
+    long = [r for r in runs if r[1] - r[0] >= 2]
+    earlier = [r for r in long if r[1] < b]
+    if b - a >= short or not earlier or L - 1 - earlier[-1][1] > short:
+        return own / scale
+    res, dof = 0.0, 0
+    for r0, r1 in long:
+        (q0, w), t0 = _line(px, r0, r1)
+        res += float(((px[r0:r1 + 1] - q0 - w * (np.arange(r0, r1 + 1)[:, None] - t0)) ** 2
+                      ).sum())
+        dof += 2 * (r1 - r0 - 1)
+    scatter = np.sqrt(res / max(dof, 1))
+    a0, b0 = earlier[-1]
+    (p0, u), tm = _line(px, a0, b0)
+    noise = 2 * np.sqrt(2) * max(scatter, floor_px)  # a one-step velocity's error, twice
+    best, v_best = np.inf, own
+    for clamp in (False, True):
+        x, v, since, err = p0 + u * (b0 - tm), u.copy(), np.full(2, b0), 0.0
+
+        def check(k, e):  # the steps since[k]..e on axis k against the velocity v[k]
+            n = e - since[k]
+            return abs((px[e, k] - px[since[k], k]) / n - v[k]) * n / noise if n else 0.0
+
+        for f in range(b0 + 1, L):
+            x = x + v
+            out = (x < lo) | (x > hi)
+            x = np.clip(x, lo, hi) if clamp else np.where(x < lo, 2 * lo - x,
+                                                          np.where(x > hi, 2 * hi - x, x))
+            for k in np.flatnonzero(out):  # a bounce: the step through the wall is not seen
+                err, since[k] = max(err, check(k, f - 1)), f
+            v = np.where(out, -v, v)
+        err = max(err, check(0, L - 1), check(1, L - 1))
+        if err < best:
+            best, v_best = err, v
+    return (v_best if best <= 1 else own) / scale
 
 
 def centre_of_ink(glimpses: "torch.Tensor") -> "torch.Tensor":
