@@ -378,18 +378,31 @@ def smooth_track(obs: np.ndarray, height: int, width: int, walls=None, jump_px: 
     scale = np.array([height, width], np.float32)
     px = obs * scale
     lo, hi = (None, None) if walls is None else np.asarray(walls, np.float64) * scale
-    weight = np.zeros(L, np.float32)
-    acc = np.zeros_like(px)
-    for a, b in _runs(px, lo, hi, jump_px, slack_px, turn_px):  # steps a..b-1: frames a..b
+    fits = _run_fits(px, _runs(px, lo, hi, jump_px, slack_px, turn_px))
+    return (_average(fits, px) / scale).astype(np.float32)
+
+
+def _run_fits(px: np.ndarray, runs: list[tuple[int, int]]) -> list:
+    """Each run (a, b) of px (L, 2) with its straight line's positions at frames a..b (the
+    track itself for a one-step run): -> [(a, b, fit (b - a + 1, 2))]."""
+    out = []
+    for a, b in runs:  # steps a..b-1 cover frames a..b
         if b - a >= 2:
             (p0, v), tm = _line(px, a, b)
-            fit = p0 + v * (np.arange(a, b + 1)[:, None] - tm)
+            out.append((a, b, p0 + v * (np.arange(a, b + 1)[:, None] - tm)))
         else:
-            fit = px[a:b + 1]
+            out.append((a, b, px[a:b + 1]))
+    return out
+
+
+def _average(fits: list, px: np.ndarray) -> np.ndarray:
+    """The runs' fitted positions, averaged where consecutive runs share a frame."""
+    weight = np.zeros(len(px), px.dtype)
+    acc = np.zeros_like(px)
+    for a, b, fit in fits:
         acc[a:b + 1] += fit
         weight[a:b + 1] += 1
-    out = acc / np.maximum(weight, 1)[:, None]
-    return (out / scale).astype(np.float32)
+    return acc / np.maximum(weight, 1)[:, None]
 
 
 def end_velocity(obs: np.ndarray, height: int, width: int, walls, jump_px: float = 0.75,
@@ -415,27 +428,22 @@ def end_velocity(obs: np.ndarray, height: int, width: int, walls, jump_px: float
     if L < 3:
         return (px[-1] - px[0]) / max(L - 1, 1) / scale
     lo, hi = np.asarray(walls, np.float64) * scale
-    runs = _runs(px, lo, hi, jump_px, slack_px, turn_px)
-    smooth = smooth_track(obs, height, width, walls, jump_px, slack_px, turn_px) * scale
+    fits = _run_fits(px, _runs(px, lo, hi, jump_px, slack_px, turn_px))
+    smooth = _average(fits, px)
     own = smooth[-1] - smooth[-2]
-    a, b = runs[-1]
-    long = [r for r in runs if r[1] - r[0] >= 2]
-    earlier = [r for r in long if r[1] < b]
+    a, b, _ = fits[-1]
+    earlier = [f for f in fits[:-1] if f[1] - f[0] >= 2]
     if b - a >= short or not earlier or L - 1 - earlier[-1][1] > short:
         return own / scale
-    res, dof = 0.0, 0
-    for r0, r1 in long:
-        (q0, w), t0 = _line(px, r0, r1)
-        res += float(((px[r0:r1 + 1] - q0 - w * (np.arange(r0, r1 + 1)[:, None] - t0)) ** 2
-                      ).sum())
-        dof += 2 * (r1 - r0 - 1)
-    scatter = np.sqrt(res / max(dof, 1))
-    a0, b0 = earlier[-1]
-    (p0, u), tm = _line(px, a0, b0)
+    # the scatter about the runs' lines (a one-step run fits exactly and counts no degree)
+    res = sum(float(((px[r0:r1 + 1] - fit) ** 2).sum()) for r0, r1, fit in fits)
+    scatter = np.sqrt(res / max(sum(2 * max(r1 - r0 - 1, 0) for r0, r1, _ in fits), 1))
+    _, b0, fit = earlier[-1]
+    start, u = fit[-1], fit[1] - fit[0]  # the earlier run's line at its last frame, slope
     noise = 2 * np.sqrt(2) * max(scatter, floor_px)  # a one-step velocity's error, twice
     best, v_best = np.inf, own
     for clamp in (False, True):
-        x, v, since, err = p0 + u * (b0 - tm), u.copy(), np.full(2, b0), 0.0
+        x, v, since, err = start, u.copy(), np.full(2, b0), 0.0
 
         def check(k, e):  # the steps since[k]..e on axis k against the velocity v[k]
             n = e - since[k]
