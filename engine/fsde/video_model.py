@@ -260,6 +260,18 @@ class VideoSDE(nn.Module):
             glimpses, shift = vr.centre_glimpses(glimpses)
             return glimpses, torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
 
+        if S == 2:
+            # where both slots are used, put the tracks right with the glimpses as first cut
+            # (the detector loses or swaps two digits that overlap for several frames, and a
+            # glimpse fitted at such tracks fades); then a slot that keeps its offset from the
+            # other one in the context frames is a piece of it
+            both = torch.from_numpy(presence.all(1)).view(B, 1, 1, 1).to(frames.device)
+            fixed = vr.correct(frames, bg, cut(obs_t), pres_t, obs_t, first_walls)
+            o = torch.where(both, fixed, obs_t).cpu().numpy()
+            for b in np.flatnonzero(presence.all(1)):
+                o[b], kept = vr.merge_piece(o[b], np.ones((L, S), bool), n_context, g, H, W)
+                presence[b, 1] = float(kept[:, 1].any())
+            obs_t, pres_t = torch.from_numpy(o).to(frames), torch.from_numpy(presence).to(frames)
         # centre each glimpse on its ink's centre of mass and fit; the walls are half a
         # glimpse from the edges until the glimpses tell the objects' size
         shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)

@@ -503,38 +503,79 @@ def refine(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
     return fold(p.detach(), per_frame(walls, B, L))[0].view(B, L, S, 2)
 
 
+@torch.no_grad()
+def matches(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
+            n: int = 2) -> "torch.Tensor":
+    """Where each glimpse (B, S, C, g, g) fits the frames (B, L, C, H, W) best wherever it
+    is: the ``n`` highest peaks (each at least 0.4 g from a higher one) of the correlation of
+    the glimpse's ink with the frame's ink over the background bg (B, C, H, W) (for one
+    glimpse inside an otherwise empty frame, the position of least squared error). ->
+    normalised positions (B, L, S, n, 2), at whole pixels."""
+    B, L, C, H, W = frames.shape
+    S, g = glimpses.shape[1], glimpses.shape[-1]
+    ink = (frames - bg[:, None]).clamp_min(0).mean(2)  # (B, L, H, W)
+    kernel = glimpses.mean(2).clamp_min(0)  # (B, S, g, g)
+    pad = g // 2
+    # cross-correlation by FFT (a 28 x 28 kernel is slow as a convolution on CPU), each
+    # glimpse at each shift -pad .. H - g + pad (the glimpse partly outside the frame too)
+    size = (H + g, W + g)
+    spec = torch.fft.rfft2(ink, size)[:, :, None] * torch.fft.rfft2(kernel, size).conj()[:, None]
+    corr = torch.fft.irfft2(spec, size).roll((pad, pad), (-2, -1))  # (B, L, S, H + g, W + g)
+    Hc, Wc = H + 2 * pad - g + 1, W + 2 * pad - g + 1
+    corr = corr[..., :Hc, :Wc]
+    rows = torch.arange(Hc, device=corr.device).view(Hc, 1)
+    cols = torch.arange(Wc, device=corr.device).view(1, Wc)
+    out = []
+    for _ in range(n):
+        idx = corr.flatten(-2).argmax(-1)  # (B, L, S)
+        r, c = idx // Wc, idx % Wc
+        out.append(torch.stack([(r - pad + g / 2) / H, (c - pad + g / 2) / W], -1))
+        near = (((rows - r[..., None, None]).abs() <= 0.4 * g)
+                & ((cols - c[..., None, None]).abs() <= 0.4 * g))
+        corr = corr.masked_fill(near, -math.inf)
+    return torch.stack(out, 3).to(frames)
+
+
 def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor",
             presence: "torch.Tensor", obs: "torch.Tensor",
             walls: "torch.Tensor") -> "torch.Tensor":
     """Tracking by synthesis in time: in each frame, each slot's position obs (B, L, S, 2)
-    stays, takes the other slot's position, or is replaced by its constant-velocity
-    prediction from the two frames before it (reflected at the ``walls``), whichever
-    way the glimpses (B, S, C, g, g) drawn over bg (B, C, H, W) reproduce the frame
-    (B, L, C, H, W) best (squared error); a forward pass, then a backward one (predictions
-    from the two frames after). Frame-by-frame detection and refinement lose a digit that
-    overlaps another one, or swap the two; a digit moves on in a straight line between
-    walls, and the glimpses tell which position is right. -> positions (B, L, S, 2), no
-    gradient."""
+    stays, takes the other slot's position, is replaced by its constant-velocity
+    prediction from the two frames before it (reflected at the ``walls``) or by one of the
+    two places its glimpse matches the frame best (:func:`matches`), whichever way the
+    glimpses (B, S, C, g, g) drawn over bg (B, C, H, W) reproduce the frame (B, L, C, H, W)
+    best (squared error); a forward pass, then a backward one (predictions from the two
+    frames after). Frame-by-frame detection and refinement lose a digit that overlaps
+    another one, or swap the two; a digit moves on in a straight line between walls (until
+    a random bounce), and the glimpses tell which position is right. -> positions
+    (B, L, S, 2), no gradient."""
     B, L, C, H, W = frames.shape
     S = glimpses.shape[1]
     if L < 3:
         return obs
     obs = obs.detach().clone()
-    # every combination of each slot's candidates: own position, other slot's, predicted
-    pick = torch.cartesian_prod(*[torch.arange(S + 1)] * S).view(-1, S)  # (K, S)
-    K = pick.shape[0]
+    found = matches(frames, bg, glimpses)  # (B, L, S, 2, 2)
+    # every combination of each slot's candidates: own, other slot's, predicted, 2 matches
+    n_opt = S + 1 + found.shape[3]
+    pick = torch.cartesian_prod(*[torch.arange(n_opt)] * S).view(-1, S)  # (K, S)
     ar, slots = torch.arange(B), torch.arange(S)
+    g = glimpses.shape[-1]
+    each = glimpses[:, :, None].expand(B, S, n_opt, C, g, g).reshape(-1, 1, C, g, g)
+    weight = presence[:, :, None].expand(B, S, n_opt).reshape(-1, 1)
+    wall = walls.expand(B, 2, 2)[:, None]  # (B, 1, 2, 2)
     with torch.no_grad():
         for order, step in ((range(2, L), 1), (range(L - 3, -1, -1), -1)):
             for t in order:
                 near, far = obs[:, t - step], obs[:, t - 2 * step]
                 pred = fold(2 * near - far, walls)[0]  # (B, S, 2)
-                options = torch.stack([obs[:, t, (slots + k) % S] for k in range(S)] + [pred],
-                                      2)  # (B, S, S + 1, 2): own, other, predicted
-                cand = options[:, slots[None], pick]  # (B, K, S, 2)
-                drawn = draw_clips(glimpses, cand.flatten(0, 1), presence, bg, walls)
-                err = (drawn.view(B, K, C, H, W) - frames[:, t, None]).pow(2).sum((2, 3, 4))
-                obs[:, t] = cand[ar, err.argmin(1)]
+                options = torch.stack([obs[:, t, (slots + k) % S] for k in range(S)] + [pred]
+                                      + list(found[:, t].unbind(2)), 2)  # (B, S, n_opt, 2)
+                # each slot's glimpse drawn at each of its options, composited in every pick
+                layers = render(each, fold(options, wall)[0].reshape(-1, 1, 2), weight, H, W)
+                layers = layers.view(B, S, n_opt, C, H, W)[:, slots[None], pick]
+                drawn = torch.maximum(layers.amax(2), bg[:, None])  # (B, K, C, H, W)
+                err = (drawn - frames[:, t, None]).pow(2).sum((2, 3, 4))
+                obs[:, t] = options[:, slots[None], pick][ar, err.argmin(1)]
     return obs
 
 
