@@ -265,10 +265,11 @@ class VideoSDE(nn.Module):
             # (the detector loses or swaps two digits that overlap for several frames, and a
             # glimpse fitted at such tracks fades); then a slot that keeps its offset from the
             # other one in the context frames is a piece of it
-            both = torch.from_numpy(presence.all(1)).view(B, 1, 1, 1).to(frames.device)
+            both = presence.all(1)
             fixed = vr.correct(frames, bg, cut(obs_t), pres_t, obs_t, first_walls)
-            o = torch.where(both, fixed, obs_t).cpu().numpy()
-            for b in np.flatnonzero(presence.all(1)):
+            o = torch.where(torch.from_numpy(both).view(B, 1, 1, 1).to(frames.device), fixed,
+                            obs_t).cpu().numpy()
+            for b in np.flatnonzero(both):
                 o[b], kept = vr.merge_piece(o[b], np.ones((L, S), bool), n_context, g, H, W)
                 presence[b, 1] = float(kept[:, 1].any())
             obs_t, pres_t = torch.from_numpy(o).to(frames), torch.from_numpy(presence).to(frames)

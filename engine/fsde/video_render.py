@@ -570,12 +570,13 @@ def correct(frames: "torch.Tensor", bg: "torch.Tensor", glimpses: "torch.Tensor"
                 pred = fold(2 * near - far, walls)[0]  # (B, S, 2)
                 options = torch.stack([obs[:, t, (slots + k) % S] for k in range(S)] + [pred]
                                       + list(found[:, t].unbind(2)), 2)  # (B, S, n_opt, 2)
+                cand = options[:, slots[None], pick]  # (B, K, S, 2)
                 # each slot's glimpse drawn at each of its options, composited in every pick
                 layers = render(each, fold(options, wall)[0].reshape(-1, 1, 2), weight, H, W)
                 layers = layers.view(B, S, n_opt, C, H, W)[:, slots[None], pick]
                 drawn = torch.maximum(layers.amax(2), bg[:, None])  # (B, K, C, H, W)
                 err = (drawn - frames[:, t, None]).pow(2).sum((2, 3, 4))
-                obs[:, t] = options[:, slots[None], pick][ar, err.argmin(1)]
+                obs[:, t] = cand[ar, err.argmin(1)]
     return obs
 
 
