@@ -931,41 +931,6 @@ def test_end_velocity_keeps_a_new_velocity_drawn_at_the_wall():
     assert len(seen) >= 40 and np.median(new) < 0.1 and (new > old + 0.3).sum() <= 1, (new, old)
 
 
-def test_correct_recovers_lost_and_swapped_digits_and_keeps_a_bounce():
-    """Frames drawn by the clip generator's compositor: digit A moves in a straight line,
-    digit B bounces off the left wall at frame 4 with a new velocity, and their boxes
-    overlap. Tracks with A lost in frame 5 (9 px off), B 7 px off in frame 0 and the two
-    swapped in the last frame are put back on the digits; B's bounce is kept (a straight-line
-    prediction through it draws B where it is not)."""
-    from engine._torch import torch
-    from engine.fsde import video_render as vr
-    from engine.fsde.video_data import _draw
-
-    g, H, W, L = 28, 64, 64, 10
-    images, _ = mnist_digits()
-    glyphs = [images[i].astype(np.float32) / 255 for i in (4003, 4010)]
-    t = np.arange(L, dtype=np.float64)[:, None]
-    a = np.array([30.0, 24.0]) + t * [1.5, 2.0]
-    b = np.where(t <= 4, np.array([36.0, 26.0]) + t * [1.0, -3.0],
-                 np.array([40.0, 14.0]) + (t - 4) * [-2.0, 3.5])
-    centres = np.stack([a, b], 1)  # (L, 2, 2) px
-    frames = np.zeros((1, L, 1, H, W), np.float32)
-    for k in range(L):
-        for s in range(2):
-            _draw(frames[0, k, 0], glyphs[s], centres[k, s] - g / 2)
-    true = torch.from_numpy(centres / 64).float()[None]
-    gl = torch.from_numpy(np.stack(glyphs))[None, :, None]
-    args = (torch.from_numpy(frames), torch.zeros(1, 1, H, W), gl, torch.ones(1, 2))
-    margin = vr.glimpse_walls(H, W, g)
-    bad = true.clone()
-    bad[0, 5, 0] += torch.tensor([9.0, -4.0]) / 64
-    bad[0, 0, 1] += torch.tensor([-7.0, 2.0]) / 64
-    bad[0, L - 1] = bad[0, L - 1, [1, 0]]
-    out = vr.correct(*args, bad, margin)
-    assert float(((out - true).abs() * 64).max()) < 0.3
-    assert torch.equal(vr.correct(*args, true, margin), true)  # right tracks stay as they are
-
-
 def _two_digit_frames(centres: np.ndarray, bg: float = 0.0):
     """Frames (1, L, 1, 64, 64) with two MNIST digits (4003, 4010) drawn by the clip
     generator's compositor at centres (L, 2, 2) px, their glimpses (1, 2, 1, 28, 28)."""
@@ -979,6 +944,34 @@ def _two_digit_frames(centres: np.ndarray, bg: float = 0.0):
         for s in range(2):
             _draw(frames[0, k, 0], glyphs[s], centres[k, s] - 14)
     return torch.from_numpy(frames), torch.from_numpy(np.stack(glyphs))[None, :, None]
+
+
+def test_correct_recovers_lost_and_swapped_digits_and_keeps_a_bounce():
+    """Frames drawn by the clip generator's compositor: digit A moves in a straight line,
+    digit B bounces off the left wall at frame 4 with a new velocity, and their boxes
+    overlap. Tracks with A lost in frame 5 (9 px off), B 7 px off in frame 0 and the two
+    swapped in the last frame are put back on the digits; B's bounce is kept (a straight-line
+    prediction through it draws B where it is not)."""
+    from engine._torch import torch
+    from engine.fsde import video_render as vr
+
+    g, H, W, L = 28, 64, 64, 10
+    t = np.arange(L, dtype=np.float64)[:, None]
+    a = np.array([30.0, 24.0]) + t * [1.5, 2.0]
+    b = np.where(t <= 4, np.array([36.0, 26.0]) + t * [1.0, -3.0],
+                 np.array([40.0, 14.0]) + (t - 4) * [-2.0, 3.5])
+    centres = np.stack([a, b], 1)  # (L, 2, 2) px
+    frames, gl = _two_digit_frames(centres)
+    true = torch.from_numpy(centres / 64).float()[None]
+    args = (frames, torch.zeros(1, 1, H, W), gl, torch.ones(1, 2))
+    margin = vr.glimpse_walls(H, W, g)
+    bad = true.clone()
+    bad[0, 5, 0] += torch.tensor([9.0, -4.0]) / 64
+    bad[0, 0, 1] += torch.tensor([-7.0, 2.0]) / 64
+    bad[0, L - 1] = bad[0, L - 1, [1, 0]]
+    out = vr.correct(*args, bad, margin)
+    assert float(((out - true).abs() * 64).max()) < 0.3
+    assert torch.equal(vr.correct(*args, true, margin), true)  # right tracks stay as they are
 
 
 def test_matches_find_each_glimpse_where_it_is_drawn():

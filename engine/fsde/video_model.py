@@ -265,11 +265,13 @@ class VideoSDE(nn.Module):
             # (the detector loses or swaps two digits that overlap for several frames, and a
             # glimpse fitted at such tracks fades); then a slot that keeps its offset from the
             # other one in the context frames is a piece of it
-            both = presence.all(1)
-            fixed = vr.correct(frames, bg, cut(obs_t), pres_t, obs_t, first_walls)
-            o = torch.where(torch.from_numpy(both).view(B, 1, 1, 1).to(frames.device), fixed,
-                            obs_t).cpu().numpy()
-            for b in np.flatnonzero(both):
+            both = np.flatnonzero(presence.all(1))
+            o = obs_t.clone()
+            if len(both):
+                o[both] = vr.correct(frames[both], bg[both], cut(obs_t)[both], pres_t[both],
+                                     obs_t[both], first_walls)
+            o = o.cpu().numpy()
+            for b in both:
                 o[b], kept = vr.merge_piece(o[b], np.ones((L, S), bool), n_context, g, H, W)
                 presence[b, 1] = float(kept[:, 1].any())
             obs_t, pres_t = torch.from_numpy(o).to(frames), torch.from_numpy(presence).to(frames)
