@@ -1223,6 +1223,77 @@ def test_tracks_keep_both_digits_through_long_overlaps():
     assert (err > 2).sum() <= 2 and np.median(err) < 1.0, np.sort(err)[-5:]
 
 
+def _ink_centre(glyphs) -> np.ndarray:
+    """Centre of mass (S, 2) of glyphs (1, S, 1, d, d) in px from their top-left corner."""
+    g = glyphs[0, :, 0].numpy()
+    ar = np.arange(g.shape[-1]) + 0.5
+    return np.stack([(g.sum(2) * ar).sum(1), (g.sum(1) * ar).sum(1)], 1) / g.sum((1, 2))[:, None]
+
+
+def test_layer_tracks_follow_two_digits_that_overlap_in_every_frame():
+    """Two digits whose boxes overlap in all ten frames (centres 4-13 px apart), one of them
+    turning at frame 5: the phase correlation's two motions, each digit found in the frames
+    aligned on its motion, give both digits' ink centres within 0.7 px in every frame."""
+    from engine.fsde import video_render as vr
+
+    t = np.arange(10, dtype=np.float64)[:, None]
+    a = np.array([24.0, 22.0]) + t * [1.6, 2.1]
+    b = np.where(t <= 5, np.array([30.0, 30.0]) + t * [-1.2, 0.5],
+                 np.array([24.0, 32.5]) + (t - 5) * [2.5, -1.0])
+    frames, glyphs = _two_digit_frames(np.stack([a, b], 1))
+    truth = np.stack([a, b], 1) - 14 + _ink_centre(glyphs)
+    tracks = vr.layer_tracks(frames, frames.min(1).values)[0].numpy() * 64
+    assert min(np.abs(tracks - truth).max(), np.abs(tracks[:, ::-1] - truth).max()) < 0.7
+
+
+def test_encode_tracks_two_digits_that_overlap_through_the_whole_context():
+    """36 clips (three seeds) of two digits in straight lines whose centres stay within 16 px
+    of each other through the ten context frames (the detector mostly sees one blob), drawn
+    by the clip generator's compositor: mean distance of the tracks to the digits' ink
+    centres. Measured 6 clips over 1 px (median 0.06 px); before motion layers were a
+    hypothesis of the encoder, 15."""
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE
+
+    t = np.arange(10, dtype=np.float64)[:, None]
+    err = []
+    for seed in (5, 6, 7):
+        rng = np.random.default_rng(seed)
+        frames, truth = [], []
+        while len(frames) < 12:
+            c0, off = rng.uniform(24, 40, 2), rng.uniform(-6, 6, 2)
+            va, vb = rng.uniform(-2.5, 2.5, 2), rng.uniform(-2.5, 2.5, 2)
+            c = np.stack([c0 + t * va, c0 + off + t * vb], 1)  # (10, 2, 2) px
+            if (np.linalg.norm(c[:, 0] - c[:, 1], axis=1).max() < 16 and c.min() > 15
+                    and c.max() < 49 and np.linalg.norm(va - vb) > 1.5):
+                f, glyphs = _two_digit_frames(c)
+                frames.append(f)
+                truth.append(c - 14 + _ink_centre(glyphs))
+        with torch.no_grad():
+            obs = VideoSDE().encode(torch.cat(frames), 10)["obs"].numpy() * 64
+        err += [min(np.linalg.norm(o - c, axis=-1).mean(),
+                    np.linalg.norm(o[:, ::-1] - c, axis=-1).mean()) for o, c in zip(obs, truth)]
+    err = np.array(err)
+    assert (err > 1).sum() <= 8 and np.median(err) < 0.2, np.sort(err)[-8:]
+
+
+def test_encode_takes_a_two_digit_context_of_two_frames():
+    """The motion layers of a two-frame context have one step to go on: it still encodes
+    (finite tracks on both digits)."""
+    from engine._torch import torch
+    from engine.fsde.video_model import VideoSDE
+
+    t = np.arange(2, dtype=np.float64)[:, None]
+    centres = np.stack([[20.0, 20.0] + t * 2, [44.0, 42.0] - t], 1)
+    frames, _ = _two_digit_frames(centres)
+    with torch.no_grad():
+        enc = VideoSDE().encode(frames, 2)
+    assert enc["presence"].tolist() == [[1.0, 1.0]]
+    obs = enc["obs"][0].numpy() * 64
+    err = min(np.abs(obs - centres).max(), np.abs(obs[:, ::-1] - centres).max())
+    assert np.isfinite(obs).all() and err < 3, obs
+
+
 def test_hurst_index_is_learned_through_the_latent_path():
     from engine._torch import torch
     from engine.fsde.video_model import VideoSDE

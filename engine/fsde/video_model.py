@@ -227,24 +227,27 @@ class VideoSDE(nn.Module):
         idx = torch.from_numpy(pick)
         src = ink[torch.arange(B)[:, None], idx].flatten(0, 1)  # (B * S, C, H, W)
 
-        def cut(o):
-            """Glimpses at o's positions in the picked frames; with two slots, the ink nearer
-            the other slot's centre is left out (it belongs to the other digit)."""
-            ar = torch.arange(B)[:, None]
-            centre = o[ar, idx, torch.arange(S)[None]]  # (B, S, 2)
-            img = src
+        every = torch.arange(B)
+
+        def cut(o, k=every):
+            """Glimpses of clips k at o's positions (len(k), L, S, 2) in the picked frames;
+            with two slots, the ink nearer the other slot's centre is left out (it belongs to
+            the other digit)."""
+            ar = torch.arange(len(k))[:, None]
+            centre = o[ar, idx[k], torch.arange(S)[None]]  # (len(k), S, 2)
+            img = src.view(B, S, C, H, W)[k].flatten(0, 1)
             if S == 2:
-                other = o[ar, idx, torch.arange(S - 1, -1, -1)[None]]  # (B, S, 2)
+                other = o[ar, idx[k], torch.arange(S - 1, -1, -1)[None]]
                 yy = (torch.arange(H).to(o) + 0.5).view(1, 1, H, 1) / H
                 xx = (torch.arange(W).to(o) + 0.5).view(1, 1, 1, W) / W
                 dist = lambda c: ((yy - c[..., 0, None, None]) * H) ** 2 + (  # noqa: E731
                     (xx - c[..., 1, None, None]) * W) ** 2
-                own = (dist(centre) <= dist(other)) | (pres_t[:, [1, 0], None, None] == 0)
-                img = src * own.flatten(0, 1)[:, None].to(src)
-            return vr.crop(img, centre.flatten(0, 1), g).view(B, S, C, g, g)
+                own = (dist(centre) <= dist(other)) | (pres_t[k][:, [1, 0], None, None] == 0)
+                img = img * own.flatten(0, 1)[:, None].to(src)
+            return vr.crop(img, centre.flatten(0, 1), g).view(len(k), S, C, g, g)
 
-        def smooth(o, walls):  # (B, L, S, 2) -> piecewise straight tracks
-            walls = walls.expand(B, 2, 2).cpu().numpy()
+        def smooth(o, walls):  # (n, L, S, 2) -> piecewise straight tracks
+            walls = walls.expand(len(o), 2, 2).cpu().numpy()
             return torch.from_numpy(np.array([[vr.smooth_track(t[:, s], H, W, w)
                                                for s in range(S)]
                                               for t, w in zip(o.cpu().numpy(), walls)]
@@ -252,10 +255,11 @@ class VideoSDE(nn.Module):
 
         px = torch.tensor([H, W]).to(frames)
 
-        def fit(glimpses, obs_t, walls, iters):
-            """Glimpses and context positions fitted jointly to the context frames (frees a
-            glimpse of the other digit's ink: it would not move with it), then centred."""
-            glimpses, ctx = vr.decompose(frames[:, :n_context], bg, glimpses, pres_t,
+        def fit(glimpses, obs_t, walls, iters, k=every):
+            """Glimpses and context positions of clips k fitted jointly to the context frames
+            (frees a glimpse of the other digit's ink: it would not move with it), then
+            centred."""
+            glimpses, ctx = vr.decompose(frames[k, :n_context], bg[k], glimpses, pres_t[k],
                                          obs_t[:, :n_context], walls, iters)
             glimpses, shift = vr.centre_glimpses(glimpses)
             return glimpses, torch.cat([ctx, obs_t[:, n_context:]], 1) + (shift / px)[:, None]
@@ -268,18 +272,38 @@ class VideoSDE(nn.Module):
             both = np.flatnonzero(presence.all(1))
             o = obs_t.clone()
             if len(both):
-                o[both] = vr.correct(frames[both], bg[both], cut(obs_t)[both], pres_t[both],
-                                     obs_t[both], first_walls)
+                k = torch.from_numpy(both)
+                o[k] = vr.correct(frames[k], bg[k], cut(obs_t[k], k), pres_t[k], obs_t[k],
+                                  first_walls)
             o = o.cpu().numpy()
             for b in both:
                 o[b], kept = vr.merge_piece(o[b], np.ones((L, S), bool), n_context, g, H, W)
                 presence[b, 1] = float(kept[:, 1].any())
             obs_t, pres_t = torch.from_numpy(o).to(frames), torch.from_numpy(presence).to(frames)
-        # centre each glimpse on its ink's centre of mass and fit; the walls are half a
-        # glimpse from the edges until the glimpses tell the objects' size
-        shift = vr.centre_of_ink(cut(obs_t).flatten(0, 1)).view(B, S, 2)
-        obs_t = smooth(obs_t + (shift / px)[:, None], first_walls)
-        glimpses, obs_t = fit(cut(obs_t), obs_t, first_walls, 40)
+
+        def first_fit(o, k=every):
+            # centre each glimpse on its ink's centre of mass and fit; the walls are half a
+            # glimpse from the edges until the glimpses tell the objects' size
+            shift = vr.centre_of_ink(cut(o, k).flatten(0, 1)).view(len(k), S, 2)
+            o = smooth(o + (shift / px)[:, None], first_walls)
+            glimpses, o = fit(cut(o, k), o, first_walls, 40, k)
+            drawn = vr.draw_clips(glimpses, o[:, :n_context].flatten(0, 1), pres_t[k], bg[k],
+                                  first_walls).view(len(k), n_context, C, H, W)
+            return glimpses, o, (drawn - frames[k, :n_context]).pow(2).sum((1, 2, 3, 4))
+
+        glimpses, obs_t, err = first_fit(obs_t)
+        two = torch.from_numpy(np.flatnonzero(presence.all(1)))
+        if S == 2 and len(two):
+            # two digits that overlap in most context frames, tracked by their motion
+            # instead (kept where that explains the context better once fitted; in the
+            # slots' order)
+            alt = vr.layer_tracks(frames[two], bg[two])
+            near = lambda a: (a - obs_t[two]).abs().sum((1, 2, 3))  # noqa: E731
+            alt = torch.where((near(alt) > near(alt.flip(2)))[:, None, None, None],
+                              alt.flip(2), alt)
+            alt_glimpses, alt, alt_err = first_fit(alt, two)
+            better = alt_err < err[two]
+            glimpses[two[better]], obs_t[two[better]] = alt_glimpses[better], alt[better]
         rule = vr.ink_walls(glimpses, pres_t, H, W)
         # while the positions are fitted the walls are left 1.5 px looser than the rule (a
         # wall too tight folds the positions near it back in, and they would not tell where

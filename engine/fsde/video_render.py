@@ -15,7 +15,8 @@ which is how a digit bounces off a wall.
 * :func:`ink_walls`: each clip's walls, from the size of its objects' ink;
   :func:`seen_walls` moves them to agree with the bounces seen in the context.
 * :func:`correct`: tracking by synthesis in time (constant-velocity predictions checked
-  against the frames with the glimpses).
+  against the frames with the glimpses); :func:`layer_tracks`: two objects tracked by their
+  motion alone (phase correlation), for two that overlap in every frame.
 * :func:`crop` / :func:`render`: glimpses (B, S, C, g, g) cut at positions and drawn back at
   other positions with ``grid_sample`` on an axis-aligned grid (:func:`scale_shift_grid`;
   differentiable in the positions),
@@ -282,6 +283,61 @@ def track(pos: np.ndarray, valid: np.ndarray, slots: int = 2, walls=((0.0, 0.0),
             cur[1], vel[1] = cur[0], vel[0]
         obs[t] = cur
     return obs, seen, born
+
+
+def layer_tracks(frames: "torch.Tensor", bg: "torch.Tensor", reach: float = 0.25
+                 ) -> "torch.Tensor":
+    """Two objects tracked by their motion alone, for two that overlap where the detector
+    sees one blob: the two highest peaks of the phase correlation of consecutive frames' ink
+    (frames (B, L, C, H, W) over bg (B, C, H, W)) are the two objects' steps (sub-pixel by a
+    quadratic fit; at most ``reach`` of the frame); each peak goes to the object whose last
+    step it is nearer (a bounce changes one object's step at a time), and an object's place
+    in the first frame is the centre of mass of the frames aligned on its steps, pixelwise
+    minimum (the other object's ink moves away). -> normalised positions (B, L, 2, 2), no
+    gradient."""
+    B, L, C, H, W = frames.shape
+    ink = (frames - bg[:, None]).clamp_min(0).mean(2)  # (B, L, H, W)
+    spec = torch.fft.rfft2(ink)
+    cross = spec[:, 1:] * spec[:, :-1].conj()
+    cross = cross / (cross.abs() + 1e-3 * cross.abs().amax((-2, -1), keepdim=True) + 1e-12)
+    corr = torch.fft.irfft2(cross, (H, W)).flatten(-2)  # peak at d: ink[t + 1](x) = ink[t](x - d)
+    dy = (torch.arange(H) + H // 2) % H - H // 2
+    dx = (torch.arange(W) + W // 2) % W - W // 2
+    far = ((dy.abs() > reach * H).view(H, 1) | (dx.abs() > reach * W).view(1, W)).flatten()
+    work = corr.masked_fill(far, -math.inf)
+    at = lambda i, j: corr.gather(-1, ((i % H) * W + j % W)[..., None])[..., 0]  # noqa: E731
+
+    def vertex(a, b, c):  # offset of a parabola's top through (-1, a), (0, b), (1, c)
+        den = a - 2 * b + c
+        return torch.where(den < 0, 0.5 * (a - c) / den.clamp_max(-1e-12), 0).clamp(-0.5, 0.5)
+
+    peaks = []
+    for _ in range(2):
+        k = work.argmax(-1)  # (B, L - 1)
+        i, j = k // W, k % W
+        top = at(i, j)
+        peaks.append(torch.stack([dy[i] + vertex(at(i - 1, j), top, at(i + 1, j)),
+                                  dx[j] + vertex(at(i, j - 1), top, at(i, j + 1))], -1))
+        near = ((dy.view(H, 1) - dy[i][..., None, None]).abs() <= 1) & (
+            (dx.view(1, W) - dx[j][..., None, None]).abs() <= 1)
+        work = work.masked_fill(near.flatten(-2), -math.inf)
+    steps = torch.stack(peaks, 2).cpu().numpy()  # (B, L - 1, 2 objects, 2)
+    for t in range(1, L - 1):
+        cost = lambda q: np.minimum(np.linalg.norm(q - steps[:, t - 1], axis=-1), 1.5).sum(-1)  # noqa: E731
+        swap = cost(steps[:, t, ::-1]) < cost(steps[:, t])
+        steps[swap, t] = steps[swap, t, ::-1]
+    moved = torch.from_numpy(np.concatenate([np.zeros((B, 1, 2, 2), np.float32),
+                                              np.cumsum(steps, 1)], 1)).to(ink)
+    # each frame sampled at x + the object's displacement, so that the object stays put
+    ys, xs = torch.arange(H).to(ink) + 0.5, torch.arange(W).to(ink) + 0.5
+    gy = (ys.view(1, 1, 1, H, 1) + moved[..., 0, None, None]) * (2 / H) - 1  # (B, L, 2, H, 1)
+    gx = (xs.view(1, 1, 1, 1, W) + moved[..., 1, None, None]) * (2 / W) - 1
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), -1).flatten(0, 2)
+    src = ink[:, :, None].expand(B, L, 2, H, W).flatten(0, 2)[:, None]
+    still = F.grid_sample(src, grid, align_corners=False).view(B, L, 2, H, W).amin(1)
+    mass = still.sum((-2, -1)).clamp_min(1e-6)
+    first = torch.stack([(still.sum(-1) * ys).sum(-1), (still.sum(-2) * xs).sum(-1)], -1)
+    return ((first / mass[..., None])[:, None] + moved) / torch.tensor([H, W]).to(ink)
 
 
 def merge_piece(obs: np.ndarray, seen: np.ndarray, n_context: int, g: int, height: int,
