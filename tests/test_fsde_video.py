@@ -1250,7 +1250,7 @@ def test_encode_tracks_two_digits_that_overlap_through_the_whole_context():
     """36 clips (three seeds) of two digits in straight lines whose centres stay within 16 px
     of each other through the ten context frames (the detector mostly sees one blob), drawn
     by the clip generator's compositor: mean distance of the tracks to the digits' ink
-    centres. Measured 6 clips over 1 px (median 0.06 px); before motion layers were a
+    centres. Measured 6 clips over 1 px (median 0.07 px); before motion layers were a
     hypothesis of the encoder, 15."""
     from engine._torch import torch
     from engine.fsde.video_model import VideoSDE
