@@ -8,7 +8,9 @@ the generator of Denton & Fergus's Stochastic Moving MNIST (SVG, 2018) instead: 
 summed, integer positions and velocities of -4..4 px per axis, both redrawn at a wall; see
 svg_clips); "srivastava" clips follow Srivastava et al.'s Moving MNIST generator (28 px
 digits at whole pixels, 3.6 px per frame, put on the wall at a bounce; see srivastava_clips),
-conditioning on N = 10 frames and predicting M = 10, 8 samples.
+"lee" clips Tencia Lee's Moving MNIST script, the one most Moving MNIST code copies (28 px
+digits at the nearest whole pixel, 2-6 px per frame, turned short of the edge; see
+lee_clips), conditioning on N = 10 frames and predicting M = 10, 8 samples.
 
 Per predicted frame, averaged over clips: PSNR and SSIM of the sample mean and the
 best-of-samples PSNR for the fractional model (MA-fBM, learned H), the Brownian model (same
@@ -25,8 +27,8 @@ spreads.
 
     .venv/bin/python benchmarks/fsde_video.py [--steps 300] [--seeds 1] [--clips 50]
         [--demo] [--model NAME=PATH ...] [--bounce random|reflect|both]
-        [--sets slow,fast,svg,srivastava] [--data CLIPS.npy [--time-first] ...] [--workdir DIR]
-        [--json OUT.json]
+        [--sets slow,fast,svg,srivastava,lee] [--data CLIPS.npy [--time-first] ...]
+        [--workdir DIR] [--json OUT.json]
 
 ``--seeds 0 --demo --model "Brownian=B.pt"`` scores trained models only (no training).
 ``--data CLIPS.npy`` (repeatable) scores your own clips instead of the generated sets: greyscale
@@ -153,6 +155,47 @@ def srivastava_clips(n: int, n_digits: int, seed: int, bounce: str = "reflect",
     return (out, fut) if futures else out
 
 
+def lee_clips(n: int, n_digits: int, seed: int, bounce: str = "reflect", futures: int = 0):
+    """Held-out clips (n, N+M, 64, 64) made the way Tencia Lee's Moving MNIST script (the one
+    most Moving MNIST code copies) makes them, written from its description: a 28 px digit's
+    top-left corner starts uniform in [0, 36) per axis, moves at a whole number of 2..6 px per
+    frame in a uniform direction and is drawn at the nearest whole pixel; when the next step
+    would take the corner more than 2 px past [0, 36] that velocity component is reversed
+    before stepping (the digit turns where it is, short of the wall, and may stand up to 2 px
+    out of the frame); digits summed, clipped at 1 (random bounce: a new direction pointing
+    back, same speed). With ``futures`` > 0 also returns that many futures (futures, n, M, 64,
+    64) drawn by the same generator from each digit's true state after the context frames."""
+    from engine.fsde.video_data import digit_pool
+
+    pool = digit_pool("test").astype(np.float32) / 255
+    ds = pool.shape[-1]
+    lim = SIZE - ds
+
+    def run(digit, p, v, frames, r):  # draw into frames (T, H, W), moving p, v in place
+        for t in range(len(frames)):
+            r0, c0 = np.rint(p).astype(int)
+            a, b = max(0, -r0), max(0, -c0)
+            frames[t, r0 + a:r0 + ds, c0 + b:c0 + ds] += digit[a:SIZE - r0, b:SIZE - c0]
+            turn = (p + v < -2) | (p + v > lim + 2)
+            if turn.any():
+                if bounce == "random":
+                    ang = r.uniform(0, 2 * np.pi)
+                    new = np.hypot(*v) * np.array([np.sin(ang), np.cos(ang)])
+                    v[:] = np.where(turn, -np.sign(v) * np.abs(new), new)
+                else:
+                    v[turn] = -v[turn]
+            p += v
+
+    def start(r):  # a digit, its top-left corner (row, col) and velocity
+        a = r.uniform(-np.pi, np.pi)
+        return (pool[r.integers(len(pool))], r.uniform(0, lim, 2),
+                r.integers(2, 7) * np.array([np.sin(a), np.cos(a)]))
+
+    out, fut = _run_clips(n, n_digits, seed, futures, start, run)
+    out = np.minimum(out, 1.0)
+    return (out, np.minimum(fut, 1.0)) if futures else out
+
+
 def baselines(clips: np.ndarray) -> dict[str, np.ndarray]:
     """Predictions (B, M, H, W) of the model-free baselines from clips (B, N+M, H, W)."""
     ctx = clips[:, :N_CONTEXT]
@@ -214,8 +257,8 @@ def train(brownian: bool, steps: int, seed: int, workdir: Path, batch: int, lr: 
 
 def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, workdir: Path,
         demo: bool, extra: list[str] = (), bounces: tuple[str, ...] = ("random",),
-        kinds: tuple[str, ...] = ("slow", "fast", "svg", "srivastava"), data: list[Path] = (),
-        time_first: bool = False) -> dict:
+        kinds: tuple[str, ...] = ("slow", "fast", "svg", "srivastava", "lee"),
+        data: list[Path] = (), time_first: bool = False) -> dict:
     """Score the models on generated sets (``kinds`` x ``bounces`` x 1 and 2 digits, 50
     clips each unless ``n_clips``) or, with ``data``, on the clips of those files (all of
     them unless ``n_clips``)."""
@@ -226,6 +269,8 @@ def run(steps: int, seeds: int, n_clips: int | None, batch: int, lr: float, work
             return svg_clips(n_clips, d, seed=7240 + d, bounce=bounce, futures=SAMPLES)
         if kind == "srivastava":
             return srivastava_clips(n_clips, d, seed=8240 + d, bounce=bounce, futures=SAMPLES)
+        if kind == "lee":
+            return lee_clips(n_clips, d, seed=9240 + d, bounce=bounce, futures=SAMPLES)
         made = moving_digits(n_clips, N_CONTEXT + HORIZON, SIZE, d, seed=4240 + d,
                              split="test", bounce=bounce, speed=SPEEDS[kind])
         return made.frames, continue_digits(made, N_CONTEXT - 1, HORIZON, SAMPLES, seed=d)
@@ -340,10 +385,11 @@ def main() -> int:
     ap.add_argument("--bounce", choices=("random", "reflect", "both"), default="both",
                     help="held-out clips whose digits draw a new velocity at a wall (random, "
                          "as in training), keep it mirrored (reflect), or both row sets")
-    ap.add_argument("--sets", default="slow,fast,svg,srivastava",
+    ap.add_argument("--sets", default="slow,fast,svg,srivastava,lee",
                     help="comma-separated clip kinds: slow (digits at 1.3-3.8 px per frame), "
                          "fast (3.2-6.4 px), svg (Denton & Fergus's generator), srivastava "
-                         "(Srivastava et al.'s Moving MNIST generator)")
+                         "(Srivastava et al.'s Moving MNIST generator), lee (Tencia Lee's "
+                         "Moving MNIST script)")
     ap.add_argument("--data", type=Path, action="append", default=[], metavar="CLIPS.npy",
                     help="score these clips instead of generated ones (repeatable): greyscale "
                          "(B, T, H, W), T >= 20, uint8 or [0, 1]; .npz: a 'clips' array")
@@ -358,8 +404,8 @@ def main() -> int:
     kinds = tuple(k.strip() for k in a.sets.split(","))
     if a.clips is not None and a.clips < 1:
         ap.error("--clips takes a positive number of clips")
-    if set(kinds) - {"slow", "fast", "svg", "srivastava"}:
-        ap.error(f"--sets takes slow, fast, svg and srivastava, not {a.sets!r}")
+    if set(kinds) - {"slow", "fast", "svg", "srivastava", "lee"}:
+        ap.error(f"--sets takes slow, fast, svg, srivastava and lee, not {a.sets!r}")
     try:
         res = run(a.steps, a.seeds, a.clips, a.batch, a.lr, work, a.demo, a.model, bounces,
                   kinds, a.data, a.time_first)

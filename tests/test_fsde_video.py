@@ -1397,6 +1397,35 @@ def test_benchmark_srivastava_clips_move_the_digit_whole_by_whole_pixels():
         assert all(same) if bounce == "reflect" else not any(same)
 
 
+def test_benchmark_lee_clips_move_the_digit_by_whole_pixels_and_keep_its_ink_in_the_frame():
+    """benchmarks/fsde_video.py's clips after Tencia Lee's Moving MNIST script: a 28 px digit
+    moving by whole pixels at 2-6 px per frame (nine steps in ten within 1.5 px of the clip's
+    median step), turning before it is more than 2 px out of the frame (its ink, 4 px inside
+    the glyph, is always whole); mirrored, the ideal's futures are the clip's own, with random
+    bounces they are not."""
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    from fsde_video import lee_clips
+
+    for bounce in ("reflect", "random"):
+        clips, fut = lee_clips(8, 1, seed=3, bounce=bounce, futures=3)
+        assert clips.shape == (8, 20, 64, 64) and fut.shape == (3, 8, 10, 64, 64)
+        ink = clips.sum((2, 3))
+        assert np.allclose(ink, ink[:, :1], rtol=1e-5)
+        rr = np.arange(64)
+        centre = np.stack([(clips.sum(3) * rr).sum(2), (clips.sum(2) * rr).sum(2)], -1) / ink[
+            ..., None]
+        step = np.diff(centre, axis=1)
+        assert np.allclose(step, np.round(step), atol=1e-3)
+        length = np.linalg.norm(step, axis=-1)
+        assert length.min() >= 1 and length.max() <= 6 + np.sqrt(2)
+        assert (np.abs(length - np.median(length, 1, keepdims=True)) <= 1.5).mean() > 0.9
+        turned = (np.sign(step[:, 1:]) * np.sign(step[:, :-1]) < 0)  # (clip, t, axis)
+        assert turned.any()
+        same = [np.array_equal(f, clips[:, 10:]) for f in fut]
+        assert all(same) if bounce == "reflect" else not any(same)
+
+
 def test_the_ssim_part_of_the_forecast_term_stands_on_its_own():
     """forecast_ssim alone (forecast_weight = 0) still adds the forecast term and fits the
     noise scales through it; with both weights 0 there is no forecast term."""
