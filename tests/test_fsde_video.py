@@ -17,13 +17,26 @@ from engine.jobs import CancelToken, Cancelled, InputError, Progress
 BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 
 
-def svg_clips(*args, **kwargs) -> np.ndarray:
-    """benchmarks/fsde_video.py's clips after Denton & Fergus's generator."""
+def benchmark():
+    """The module benchmarks/fsde_video.py (its clip generators and scoring)."""
     if BENCHMARKS not in sys.path:
         sys.path.insert(0, BENCHMARKS)
-    from fsde_video import svg_clips as make
+    import fsde_video
 
-    return make(*args, **kwargs)
+    return fsde_video
+
+
+def svg_clips(*args, **kwargs) -> np.ndarray:
+    """benchmarks/fsde_video.py's clips after Denton & Fergus's generator."""
+    return benchmark().svg_clips(*args, **kwargs)
+
+
+def _ink_and_centre(clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ink (B, T) and its centre of mass (B, T, 2) in px (row, col) of clips (B, T, H, W)."""
+    ink = clips.sum((2, 3))
+    rr, cc = np.arange(clips.shape[2]), np.arange(clips.shape[3])
+    centre = np.stack([(clips.sum(3) * rr).sum(2), (clips.sum(2) * cc).sum(2)], -1)
+    return ink, centre / ink[..., None]
 
 
 TINY = {"size": 32, "residual": 2, "K": 3, "context": 4, "horizon": 3,
@@ -239,10 +252,7 @@ def test_a_set_of_clips_loads_in_either_layout_and_bad_ones_get_one_sentence(tmp
 def test_benchmark_scores_your_own_clips(tmp_path):
     """benchmarks/fsde_video.py --data: every baseline and the model on the file's clips at
     their own size (no ideal row: no generator), the black frame's PSNR that of the clips."""
-    if BENCHMARKS not in sys.path:
-        sys.path.insert(0, BENCHMARKS)
-    import fsde_video as bench
-
+    bench = benchmark()
     clips = svg_clips(2, 1, seed=1)
     np.save(tmp_path / "mine.npy", (clips * 255).round().astype(np.uint8).transpose(1, 0, 2, 3))
     res = bench.run(0, 0, None, 8, 0.02, tmp_path, demo=True, data=[tmp_path / "mine.npy"],
@@ -1365,11 +1375,8 @@ def test_benchmark_svg_clips_keep_the_digit_whole_and_move_it_at_most_4_px_per_a
     for bounce in ("random", "reflect"):
         clips = svg_clips(6, 1, seed=3, bounce=bounce)
         assert clips.shape == (6, 20, 64, 64) and 0 <= clips.min() and clips.max() <= 1
-        ink = clips.sum((2, 3))
+        ink, centre = _ink_and_centre(clips)
         assert np.allclose(ink, ink[:, :1], rtol=1e-5)
-        rr = np.arange(64)
-        centre = np.stack([(clips.sum(3) * rr).sum(2), (clips.sum(2) * rr).sum(2)], -1) / ink[
-            ..., None]
         step = np.abs(np.diff(centre, axis=1))
         assert step.max() <= 4 + 1e-4 and np.allclose(step, np.round(step), atol=1e-4)
         assert (step > 0).any()
@@ -1380,12 +1387,8 @@ def test_benchmark_srivastava_clips_move_the_digit_whole_by_whole_pixels():
     px digit whole in every frame, moving by whole pixels, at most 4 per axis (3.6 px per
     frame in all), 3 or 4 somewhere; mirrored at the walls the ideal's futures are the clip's
     own, with random bounces they are not."""
-    if BENCHMARKS not in sys.path:
-        sys.path.insert(0, BENCHMARKS)
-    from fsde_video import srivastava_clips
-
     for bounce in ("reflect", "random"):
-        clips, fut = srivastava_clips(8, 1, seed=3, bounce=bounce, futures=3)
+        clips, fut = benchmark().srivastava_clips(8, 1, seed=3, bounce=bounce, futures=3)
         assert clips.shape == (8, 20, 64, 64) and fut.shape == (3, 8, 10, 64, 64)
         ink = clips.sum((2, 3))
         assert np.allclose(ink, ink[:, :1], rtol=1e-5)
@@ -1403,18 +1406,11 @@ def test_benchmark_lee_clips_move_the_digit_by_whole_pixels_and_keep_its_ink_in_
     median step), turning before it is more than 2 px out of the frame (its ink, 4 px inside
     the glyph, is always whole); mirrored, the ideal's futures are the clip's own, with random
     bounces they are not."""
-    if BENCHMARKS not in sys.path:
-        sys.path.insert(0, BENCHMARKS)
-    from fsde_video import lee_clips
-
     for bounce in ("reflect", "random"):
-        clips, fut = lee_clips(8, 1, seed=3, bounce=bounce, futures=3)
+        clips, fut = benchmark().lee_clips(8, 1, seed=3, bounce=bounce, futures=3)
         assert clips.shape == (8, 20, 64, 64) and fut.shape == (3, 8, 10, 64, 64)
-        ink = clips.sum((2, 3))
+        ink, centre = _ink_and_centre(clips)
         assert np.allclose(ink, ink[:, :1], rtol=1e-5)
-        rr = np.arange(64)
-        centre = np.stack([(clips.sum(3) * rr).sum(2), (clips.sum(2) * rr).sum(2)], -1) / ink[
-            ..., None]
         step = np.diff(centre, axis=1)
         assert np.allclose(step, np.round(step), atol=1e-3)
         length = np.linalg.norm(step, axis=-1)
